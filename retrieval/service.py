@@ -1,0 +1,167 @@
+"""The one interface the CLI and the bot use: index the corpus, ask questions, describe the index."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from corpus.loaders import load_corpus
+from retrieval.answering import Answer, ExtractiveAnswerer
+from retrieval.chain import build_answer_chain
+from retrieval.embeddings import SentenceTransformerEmbeddings
+from retrieval.indexing import IndexReport, index_articles
+from retrieval.retriever import HybridRetriever
+from retrieval.store import NoIndexError, PassageStore, ProgressCallback, chroma_client
+from talks.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Follow-ups lean on the previous question: "and what did NATO say?", "وماذا عن الناتو؟".
+_FOLLOW_UP_START = re.compile(r"^(?:and|but|what about|how about|so|also|و|ف|ماذا عن|وماذا|وما|وهل|ثم)\b|^و", re.I)
+_FOLLOW_UP_PRONOUN = re.compile(r"\b(?:he|she|they|them|him|her|it|that|this|those|his|their)\b|(?:\bهو\b|\bهي\b|\bهم\b|ه\b)", re.I)
+FOLLOW_UP_MAX_WORDS = 8
+
+
+class QuestionError(ValueError):
+    """The question cannot be asked as it is (empty, too long)."""
+
+
+class Exchange(BaseModel):
+    """A previous question and its answer in the same conversation."""
+
+    question: str
+    answer: str = ""
+
+
+class ArticleInfo(BaseModel):
+    id: str
+    title: str
+    url: str | None
+    date: str | None
+    lang: str
+    source: str | None
+    source_name: str
+    chunks: int
+
+
+class IndexStats(BaseModel):
+    articles: int
+    chunks: int
+    first_date: date | None
+    last_date: date | None
+    embedding_model: str
+
+
+def standalone_query(question: str, history: Sequence[Exchange]) -> str:
+    """The retrieval query for a question that may be a follow-up of the last exchange."""
+    if not history:
+        return question
+    short = len(question.split()) <= FOLLOW_UP_MAX_WORDS
+    if short and (_FOLLOW_UP_START.search(question) or _FOLLOW_UP_PRONOUN.search(question)):
+        return f"{history[-1].question} {question}"
+    return question
+
+
+class TalksService:
+    """Loads the model once; safe to share between threads (indexing is serialised)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.embeddings = SentenceTransformerEmbeddings(
+            settings.embedding_model,
+            query_prompt=settings.query_prompt,
+            passage_prompt=settings.passage_prompt,
+            batch_size=settings.embed_batch_size,
+        )
+        self.store = PassageStore(chroma_client(settings), settings.collection_name, self.embeddings)
+        self.answerer = ExtractiveAnswerer(
+            self.embeddings, threshold=settings.decline_threshold, max_sentences=settings.answer_max_sentences
+        )
+        self._retriever: HybridRetriever | None = None
+        self._index_lock = threading.Lock()
+
+    @property
+    def retriever(self) -> HybridRetriever:
+        if self._retriever is None:
+            self.store.vectorstore()  # raises NoIndexError / ModelMismatchError
+            self._retriever = HybridRetriever(store=self.store, k=self.settings.top_k, hybrid=self.settings.hybrid)
+        return self._retriever
+
+    def has_index(self) -> bool:
+        return self.store.exists()
+
+    def ask(self, question: str, *, history: Sequence[Exchange] = (), k: int | None = None) -> Answer:
+        question = question.strip()
+        if not question:
+            raise QuestionError("the question is empty")
+        if len(question) > self.settings.max_question_chars:
+            raise QuestionError(f"the question is longer than {self.settings.max_question_chars} characters")
+        chain = build_answer_chain(self.retriever, self.answerer)
+        return chain.invoke({"question": question, "query": standalone_query(question, history), "k": k})
+
+    def index(
+        self, dirs: Sequence[Path] | None = None, *, full: bool = False, progress: ProgressCallback | None = None
+    ) -> IndexReport:
+        with self._index_lock:
+            loaded = load_corpus(list(dirs or self.settings.corpus_dirs))
+            report = index_articles(
+                loaded.articles,
+                self.store,
+                max_tokens=self.settings.chunk_max_tokens,
+                overlap_tokens=self.settings.chunk_overlap_tokens,
+                full=full,
+                errors=loaded.errors,
+                progress=progress,
+            )
+            if self._retriever is not None:
+                self._retriever.refresh()
+        logger.info(
+            "indexed %d articles: %d chunks added, %d removed, %d unchanged in %.1fs",
+            report.articles,
+            report.chunks_added,
+            report.chunks_removed,
+            report.chunks_unchanged,
+            report.seconds,
+        )
+        return report
+
+    def articles(self) -> list[ArticleInfo]:
+        if not self.has_index():
+            return []
+        by_article: dict[str, ArticleInfo] = {}
+        for chunk in self.store.all_chunks():
+            info = by_article.get(chunk.article_id)
+            if info is None:
+                by_article[chunk.article_id] = ArticleInfo(
+                    id=chunk.article_id,
+                    title=chunk.title,
+                    url=chunk.url,
+                    date=chunk.published,
+                    lang=chunk.lang,
+                    source=chunk.source,
+                    source_name=chunk.source_name,
+                    chunks=1,
+                )
+            else:
+                info.chunks += 1
+        return sorted(by_article.values(), key=lambda a: (a.date or "", a.title))
+
+    def stats(self) -> IndexStats:
+        articles = self.articles()
+        dates = sorted(date.fromisoformat(a.date) for a in articles if a.date)
+        return IndexStats(
+            articles=len(articles),
+            chunks=sum(a.chunks for a in articles),
+            first_date=dates[0] if dates else None,
+            last_date=dates[-1] if dates else None,
+            embedding_model=self.embeddings.name,
+        )
+
+
+__all__ = ["Answer", "ArticleInfo", "Exchange", "IndexReport", "IndexStats", "NoIndexError", "QuestionError", "TalksService"]

