@@ -54,7 +54,7 @@ class Answer(BaseModel):
     answered: bool
     answer: str
     citations: list[Citation]
-    evidence: float  # the best sentence's similarity to the question
+    evidence: float  # the best sentence's relevance: cosine above its language's background
     backend: str
     note: str | None = None
     prompts: dict[str, int] = {}
@@ -100,7 +100,12 @@ class Answerer(Protocol):
 class ScoredSentence:
     passage: Passage
     span: Span  # offsets in the article
-    score: float
+    score: float  # cosine to the question
+
+    @property
+    def relevance(self) -> float:
+        """The cosine above its language's background (see `retriever`)."""
+        return self.score - self.passage.background
 
 
 def decline(question: str, language: Language, evidence: float, backend: str) -> Answer:
@@ -120,12 +125,12 @@ def decline(question: str, language: Language, evidence: float, backend: str) ->
 def select_sentences(
     scored: Sequence[ScoredSentence], *, threshold: float, max_sentences: int, margin: float
 ) -> list[ScoredSentence]:
-    """The best sentences above `threshold` and within `margin` of the best, in reading order."""
-    ranked = sorted(scored, key=lambda s: s.score, reverse=True)
-    if not ranked or ranked[0].score < threshold:
+    """The most relevant sentences above `threshold` and within `margin` of the best, in reading order."""
+    ranked = sorted(scored, key=lambda s: s.relevance, reverse=True)
+    if not ranked or ranked[0].relevance < threshold:
         return []
-    floor = max(threshold, ranked[0].score - margin)
-    chosen = [s for s in ranked if s.score >= floor][:max_sentences]
+    floor = max(threshold, ranked[0].relevance - margin)
+    chosen = [s for s in ranked if s.relevance >= floor][:max_sentences]
     article_order = {}
     for sentence in sorted(chosen, key=lambda s: s.passage.rank):
         article_order.setdefault(sentence.passage.chunk.article_id, len(article_order))
@@ -176,7 +181,7 @@ def cite(question: str, language: Language, chosen: Sequence[ScoredSentence], ba
         answered=True,
         answer="\n".join([*preface, " ".join(parts)]) if preface else " ".join(parts),
         citations=list(citations.values()),
-        evidence=round(max(s.score for s in chosen), 4),
+        evidence=round(max(s.relevance for s in chosen), 4),
         backend=backend,
         prompts={texts["name"]: texts["version"]},
     )
@@ -220,7 +225,7 @@ class ExtractiveAnswerer:
 
     def answer(self, question: str, language: Language, passages: Sequence[Passage]) -> Answer:
         scored = self.score_sentences(question, passages)
-        evidence = max((s.score for s in scored), default=0.0)
+        evidence = max((s.relevance for s in scored), default=0.0)
         chosen = select_sentences(
             scored, threshold=self.threshold, max_sentences=self.max_sentences, margin=self.margin
         )

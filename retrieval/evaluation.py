@@ -159,3 +159,36 @@ def run_eval(
 
 def write_records(records: Sequence[QARecord], path: Path) -> None:
     path.write_text("".join(json.dumps(r.model_dump(), ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+
+
+class Calibration(BaseModel):
+    threshold: float
+    decline_accuracy: float
+    answerable_evidence: list[float]
+    unanswerable_evidence: list[float]
+
+
+def calibrate_threshold(records: Sequence[QARecord]) -> Calibration:
+    """The decline threshold that best separates answerable from unanswerable questions.
+
+    The records must come from a run that answered everything, so each has its evidence.
+    Among equally good thresholds, take the middle of the widest gap.
+    """
+    answerable = sorted(r.evidence for r in records if r.split != "unanswerable")
+    unanswerable = sorted(r.evidence for r in records if r.split == "unanswerable")
+    values = sorted(set(answerable + unanswerable))
+    candidates = [(a + b) / 2 for a, b in zip(values, values[1:])] or values
+
+    def accuracy(threshold: float) -> float:
+        correct = sum(e >= threshold for e in answerable) + sum(e < threshold for e in unanswerable)
+        return correct / max(1, len(records))
+
+    best = max(accuracy(t) for t in candidates)
+    tied = [t for t in candidates if accuracy(t) == best]
+    threshold = tied[len(tied) // 2]
+    return Calibration(
+        threshold=round(threshold, 4),
+        decline_accuracy=round(best, 3),
+        answerable_evidence=answerable,
+        unanswerable_evidence=unanswerable,
+    )

@@ -1,4 +1,10 @@
-"""Hybrid retrieval: dense (e5 in Chroma) and lexical (BM25) rankings fused by RRF."""
+"""Hybrid retrieval: language-centred dense (e5 in Chroma) and lexical (BM25) rankings, fused by RRF.
+
+e5 scores a question higher against passages in its own language, whatever they say, so an
+English question over Arabic articles would see English passages first. Each passage's
+cosine is therefore measured against its language's background: the question's similarity
+to the mean passage of that language (scaled by `centering`).
+"""
 
 from __future__ import annotations
 
@@ -16,79 +22,116 @@ from retrieval.store import PassageStore
 
 
 class Passage(BaseModel):
-    """A retrieved chunk with its rank and cosine similarity to the question."""
+    """A retrieved chunk: its rank, its cosine to the question, and its language's background."""
 
     model_config = ConfigDict(frozen=True)
 
     chunk: Chunk
     rank: int
     score: float
+    background: float = 0.0
+
+    @property
+    def relevance(self) -> float:
+        return self.score - self.background
 
     def to_document(self) -> Document:
         return Document(
             id=self.chunk.id,
             page_content=self.chunk.text,
-            metadata={**self.chunk.metadata(), "rank": self.rank, "score": self.score},
+            metadata={**self.chunk.metadata(), "rank": self.rank, "score": self.score, "background": self.background},
         )
 
     @classmethod
     def from_document(cls, document: Document) -> Passage:
         metadata = dict(document.metadata)
-        rank, score = metadata.pop("rank"), metadata.pop("score")
-        return cls(chunk=Chunk.from_stored(document.id or "", document.page_content, metadata), rank=rank, score=score)
+        scores = {key: metadata.pop(key) for key in ("rank", "score", "background")}
+        return cls(chunk=Chunk.from_stored(document.id or "", document.page_content, metadata), **scores)
+
+
+class _Snapshot(BaseModel):
+    """What one query reads; replaced whole after indexing."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    chunks: dict[str, Chunk]
+    lexical: LexicalIndex
+    centroids: dict[str, np.ndarray]
 
 
 class HybridRetriever(BaseRetriever):
-    """Top-k passages for a question; documents carry `rank` and cosine `score` in metadata."""
+    """Top-k passages for a question; documents carry `rank`, `score` and `background` in metadata."""
 
     store: PassageStore
     k: int = 5
     hybrid: bool = True
+    centering: float = 0.75
     candidates: int = 30
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    _lexical: LexicalIndex = PrivateAttr()
-    _chunks: dict[str, Chunk] = PrivateAttr()
+    _snapshot: _Snapshot = PrivateAttr()
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def model_post_init(self, context: object) -> None:
         self.refresh()
 
     def refresh(self) -> None:
-        """Reload the lexical index from the store (after indexing)."""
+        """Reload the lexical index and language backgrounds from the store (after indexing)."""
         chunks = {chunk.id: chunk for chunk in self.store.all_chunks()}
-        lexical = LexicalIndex(list(chunks), [chunk.text for chunk in chunks.values()])
-        with self._lock:  # swap both at once: a query never sees one old and one new
-            self._chunks, self._lexical = chunks, lexical
+        snapshot = _Snapshot(
+            chunks=chunks,
+            lexical=LexicalIndex(list(chunks), [chunk.text for chunk in chunks.values()]),
+            centroids=self.store.language_centroids(),
+        )
+        with self._lock:
+            self._snapshot = snapshot
 
     @property
     def chunk_count(self) -> int:
-        return len(self._chunks)
+        return len(self._snapshot.chunks)
+
+    def _dense(self, query: np.ndarray, backgrounds: dict[str, float], n: int) -> dict[str, float]:
+        """Cosine scores of the best `n` passages of each language."""
+        vectorstore = self.store.vectorstore()
+        scores: dict[str, float] = {}
+        for lang in backgrounds:
+            hits = vectorstore.similarity_search_by_vector_with_relevance_scores(
+                query.tolist(), k=n, filter={"lang": lang}
+            )
+            scores.update({document.id: score for document, score in hits})
+        return scores
 
     def passages(self, question: str, k: int | None = None) -> list[Passage]:
         k = k or self.k
         with self._lock:
-            chunks, lexical = self._chunks, self._lexical
-        if not chunks:
+            snapshot = self._snapshot
+        if not snapshot.chunks:
             return []
-        query_vector = np.asarray(self.store.embeddings.embed_query(question))
-        n_candidates = min(max(self.candidates, k), len(chunks))
-        dense = self.store.vectorstore().similarity_search_by_vector_with_relevance_scores(
-            query_vector.tolist(), k=n_candidates
-        )
-        scores = {document.id: score for document, score in dense}
-        ranking = [document.id for document, _ in dense]
+        query = np.asarray(self.store.embeddings.embed_query(question), dtype=np.float32)
+        backgrounds = {lang: self.centering * float(query @ c) for lang, c in snapshot.centroids.items()}
+        n = min(max(self.candidates, k), len(snapshot.chunks))
+        scores = self._dense(query, backgrounds, n)
+
+        def relevance(chunk_id: str) -> float:
+            return scores[chunk_id] - backgrounds[snapshot.chunks[chunk_id].lang]
+
+        ranking = sorted((c for c in scores if c in snapshot.chunks), key=relevance, reverse=True)[:n]
         if self.hybrid:
-            lexical_ranking = [chunk_id for chunk_id, _ in lexical.search(question, n_candidates)]
+            lexical_ranking = [chunk_id for chunk_id, _ in snapshot.lexical.search(question, n)]
             ranking = reciprocal_rank_fusion([ranking, lexical_ranking])
-        top = [chunk_id for chunk_id in ranking if chunk_id in chunks][:k]
+        top = [chunk_id for chunk_id in ranking if chunk_id in snapshot.chunks][:k]
         missing = [chunk_id for chunk_id in top if chunk_id not in scores]
         if missing:  # lexical-only hits: score them by the same cosine as the dense ones
             stored = self.store.collection().get(ids=missing, include=["embeddings"])
             for chunk_id, vector in zip(stored["ids"], stored["embeddings"]):
-                scores[chunk_id] = float(np.dot(np.asarray(vector), query_vector))
+                scores[chunk_id] = float(np.asarray(vector) @ query)
         return [
-            Passage(chunk=chunks[chunk_id], rank=rank, score=round(float(scores[chunk_id]), 4))
+            Passage(
+                chunk=snapshot.chunks[chunk_id],
+                rank=rank,
+                score=round(scores[chunk_id], 4),
+                background=round(backgrounds[snapshot.chunks[chunk_id].lang], 4),
+            )
             for rank, chunk_id in enumerate(top, start=1)
         ]
 

@@ -90,7 +90,12 @@ class TalksService:
     def retriever(self) -> HybridRetriever:
         if self._retriever is None:
             self.store.vectorstore()  # raises NoIndexError / ModelMismatchError
-            self._retriever = HybridRetriever(store=self.store, k=self.settings.top_k, hybrid=self.settings.hybrid)
+            self._retriever = HybridRetriever(
+                store=self.store,
+                k=self.settings.top_k,
+                hybrid=self.settings.hybrid,
+                centering=self.settings.language_centering,
+            )
         return self._retriever
 
     def has_index(self) -> bool:

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 import chromadb
+import numpy as np
 from chromadb.config import Settings as ChromaSettings
 from langchain_chroma import Chroma
 
@@ -117,6 +118,19 @@ class PassageStore:
         batch = self.client.get_max_batch_size()
         for begin in range(0, len(ids), batch):
             collection.delete(ids=list(ids[begin : begin + batch]))
+
+    def language_centroids(self, page: int = 5000) -> dict[str, np.ndarray]:
+        """Mean passage vector per language: a question's similarity to it is its background level."""
+        sums: dict[str, np.ndarray] = {}
+        counts: dict[str, int] = {}
+        collection = self.collection()
+        for offset in range(0, collection.count(), page):
+            data = collection.get(include=["embeddings", "metadatas"], limit=page, offset=offset)
+            for vector, metadata in zip(data["embeddings"], data["metadatas"]):
+                lang = metadata["lang"]
+                sums[lang] = sums.get(lang, 0) + np.asarray(vector, dtype=np.float32)
+                counts[lang] = counts.get(lang, 0) + 1
+        return {lang: sums[lang] / counts[lang] for lang in sums}
 
     def count(self) -> int:
         return self.collection().count() if self.exists() else 0

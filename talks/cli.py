@@ -144,13 +144,25 @@ def _parse_requirements(pairs: Sequence[str]) -> dict[str, float]:
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from corpus.loaders import load_corpus
-    from retrieval.evaluation import load_qa, run_eval, summarize_by_split
+    from retrieval.evaluation import calibrate_threshold, load_qa, run_eval, summarize_by_split
 
     requirements = _parse_requirements(args.require)
     items = load_qa(Path(args.qa))
     service = _service(settings)
+    if args.calibrate:
+        service.answerer.threshold = float("-inf")  # answer everything, to see every question's evidence
     articles = load_corpus(settings.corpus_dirs).articles
     records = run_eval(items, lambda q: service.ask(q), articles)
+    if args.calibrate:
+        calibration = calibrate_threshold(records)
+        out.print(
+            f"best decline threshold: {calibration.threshold} (decline accuracy {calibration.decline_accuracy}); "
+            f"set TALKS_DECLINE_THRESHOLD={calibration.threshold}",
+            highlight=False,
+        )
+        if args.json:
+            print(calibration.model_dump_json())
+        return 0
     by_split = summarize_by_split(records)
     metrics = {name: m.model_dump(by_alias=True) for name, m in by_split.items()}
     if args.json:
@@ -215,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--require", action="append", default=[], metavar="METRIC=MIN",
         help="fail (exit 1) when an overall metric is below MIN, e.g. hit@5=0.9",
+    )
+    evaluate.add_argument(
+        "--calibrate", action="store_true", help="find the decline threshold that fits the QA file best"
     )
     evaluate.set_defaults(handler=cmd_eval)
     return parser

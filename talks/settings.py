@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # --- retrieval and answering --------------------------------------------
     top_k: int = Field(5, validation_alias=AliasChoices("TALKS_TOP_K", "top_k"))
     hybrid: bool = Field(True, validation_alias=AliasChoices("TALKS_HYBRID", "hybrid"))
+    language_centering: float = Field(
+        0.75, validation_alias=AliasChoices("TALKS_LANGUAGE_CENTERING", "language_centering")
+    )
     decline_threshold: float = Field(
         0.80, validation_alias=AliasChoices("TALKS_DECLINE_THRESHOLD", "decline_threshold")
     )

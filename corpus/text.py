@@ -1,0 +1,78 @@
+"""Text helpers shared by the loaders: normalisation, language detection, ids."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from pathlib import PurePosixPath
+from urllib.parse import urlsplit, urlunsplit
+
+from corpus.models import Language
+
+# Invisible bidi controls, zero-width characters, BOM and Arabic tatweel (U+0640):
+# they carry no meaning but break exact matching of quoted text.
+_INVISIBLE_CHARS = (
+    "\u200e\u200f"  # LRM, RLM
+    "\u202a\u202b\u202c\u202d\u202e"  # LRE, RLE, PDF, LRO, RLO
+    "\u2066\u2067\u2068\u2069"  # LRI, RLI, FSI, PDI
+    "\u061c"  # Arabic letter mark
+    "\u200b\u200c\u200d"  # zero-width space, non-joiner, joiner
+    "\ufeff"  # BOM / zero-width no-break space
+    "\u0640"  # Arabic tatweel
+)
+_NBSP_CHARS = "\u00a0\u202f\u2007"
+_CHAR_MAP = {ord(c): None for c in _INVISIBLE_CHARS} | {ord(c): " " for c in _NBSP_CHARS}
+
+_INLINE_SPACE_RUN = re.compile(r"[ \t]+")
+_BLANK_LINE_RUN = re.compile(r"\n{3,}")
+
+_ARABIC_SCRIPT_RANGES = (
+    (0x0600, 0x06FF),  # Arabic
+    (0x0750, 0x077F),  # Arabic Supplement
+    (0x08A0, 0x08FF),  # Arabic Extended-A
+    (0xFB50, 0xFDFF),  # Arabic Presentation Forms-A
+    (0xFE70, 0xFEFF),  # Arabic Presentation Forms-B
+)
+ARABIC_SHARE_THRESHOLD = 0.3
+
+ID_LENGTH = 16
+
+
+def normalize_text(text: str) -> str:
+    """NFC, drop invisible marks and tatweel, tidy spaces; paragraphs end up split by one blank line."""
+    text = unicodedata.normalize("NFC", text.translate(_CHAR_MAP))
+    lines = (_INLINE_SPACE_RUN.sub(" ", line).strip() for line in text.splitlines())
+    return _BLANK_LINE_RUN.sub("\n\n", "\n".join(lines)).strip()
+
+
+def is_arabic_letter(char: str) -> bool:
+    """True for a letter of the Arabic script (any Arabic Unicode block)."""
+    code = ord(char)
+    return char.isalpha() and any(low <= code <= high for low, high in _ARABIC_SCRIPT_RANGES)
+
+
+def detect_language(text: str) -> Language:
+    """"ar" when Arabic-script letters are at least ~30% of all letters, else "en"."""
+    letters = [char for char in text if char.isalpha()]
+    if not letters:
+        return "en"
+    arabic = sum(1 for char in letters if is_arabic_letter(char))
+    return "ar" if arabic / len(letters) >= ARABIC_SHARE_THRESHOLD else "en"
+
+
+def canonical_url(url: str) -> str:
+    """The url without surrounding spaces or #fragment, scheme and host in lower case."""
+    parts = urlsplit(url.strip())
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path, parts.query, ""))
+
+
+def stable_article_id(url: str | None, source_name: str) -> str:
+    """Short hex id from the canonical url, else from the source's file name (not its folder)."""
+    if url and url.strip():
+        key = canonical_url(url)
+    elif "://" in source_name:
+        key = source_name.strip()
+    else:
+        key = PurePosixPath(source_name.replace("\\", "/")).name
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:ID_LENGTH]
