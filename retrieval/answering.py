@@ -54,7 +54,8 @@ class Answer(BaseModel):
     answered: bool
     answer: str
     citations: list[Citation]
-    evidence: float  # the best sentence's relevance: cosine above its language's background
+    evidence: float  # what the decline threshold is compared with (see ExtractiveAnswerer)
+    evidence_by_language: dict[str, float] = {}  # closest sentence's cosine, per source language
     backend: str
     note: str | None = None
     prompts: dict[str, int] = {}
@@ -108,7 +109,7 @@ class ScoredSentence:
         return self.score - self.passage.background
 
 
-def decline(question: str, language: Language, evidence: float, backend: str) -> Answer:
+def decline(question: str, language: Language, backend: str, **evidence: object) -> Answer:
     texts = load_prompt("extractive")
     return Answer(
         question=question,
@@ -116,28 +117,44 @@ def decline(question: str, language: Language, evidence: float, backend: str) ->
         answered=False,
         answer=texts["decline"][language],
         citations=[],
-        evidence=evidence,
         backend=backend,
         prompts={texts["name"]: texts["version"]},
+        **evidence,
     )
 
 
-def select_sentences(
-    scored: Sequence[ScoredSentence], *, threshold: float, max_sentences: int, margin: float
-) -> list[ScoredSentence]:
-    """The most relevant sentences above `threshold` and within `margin` of the best, in reading order."""
+def best_by_language(scored: Sequence[ScoredSentence]) -> dict[str, float]:
+    best: dict[str, float] = {}
+    for sentence in scored:
+        lang = sentence.passage.chunk.lang
+        best[lang] = round(max(best.get(lang, -1.0), sentence.score), 4)
+    return best
+
+
+def adjusted_evidence(best: dict[str, float], language: str, cross_language_offset: float) -> float:
+    """The closest sentence's cosine, crediting other-language sentences for e5's lower
+    cross-language cosines, so one threshold serves both."""
+    return max(
+        (score + (cross_language_offset if lang != language else 0.0) for lang, score in best.items()),
+        default=0.0,
+    )
+
+
+def select_sentences(scored: Sequence[ScoredSentence], *, max_sentences: int, margin: float) -> list[ScoredSentence]:
+    """The most relevant sentences, within `margin` of the best, in reading order."""
     ranked = sorted(scored, key=lambda s: s.relevance, reverse=True)
-    if not ranked or ranked[0].relevance < threshold:
+    if not ranked:
         return []
-    floor = max(threshold, ranked[0].relevance - margin)
-    chosen = [s for s in ranked if s.relevance >= floor][:max_sentences]
-    article_order = {}
+    chosen = [s for s in ranked if s.relevance >= ranked[0].relevance - margin][:max_sentences]
+    article_order: dict[str, int] = {}
     for sentence in sorted(chosen, key=lambda s: s.passage.rank):
         article_order.setdefault(sentence.passage.chunk.article_id, len(article_order))
     return sorted(chosen, key=lambda s: (article_order[s.passage.chunk.article_id], s.span.start))
 
 
-def cite(question: str, language: Language, chosen: Sequence[ScoredSentence], backend: str) -> Answer:
+def cite(
+    question: str, language: Language, chosen: Sequence[ScoredSentence], backend: str, **evidence: object
+) -> Answer:
     """Compose the answer text with [n] markers, one citation per passage used."""
     texts = load_prompt("extractive")
     citations: dict[str, Citation] = {}
@@ -181,14 +198,19 @@ def cite(question: str, language: Language, chosen: Sequence[ScoredSentence], ba
         answered=True,
         answer="\n".join([*preface, " ".join(parts)]) if preface else " ".join(parts),
         citations=list(citations.values()),
-        evidence=round(max(s.relevance for s in chosen), 4),
         backend=backend,
         prompts={texts["name"]: texts["version"]},
+        **evidence,
     )
 
 
 class ExtractiveAnswerer:
-    """Quotes the sentences of the passages that are closest to the question. No LLM."""
+    """Quotes the sentences of the passages that are closest to the question. No LLM.
+
+    Declines when the closest sentence's cosine (see `adjusted_evidence`) is below `threshold`:
+    raw cosine tells "is this about the question at all" best. Which sentences to quote is
+    decided by relevance (cosine above the language background), which ranks both languages fairly.
+    """
 
     name = "extractive"
 
@@ -197,11 +219,13 @@ class ExtractiveAnswerer:
         embeddings: SentenceTransformerEmbeddings,
         *,
         threshold: float,
+        cross_language_offset: float = 0.0,
         max_sentences: int = 3,
         margin: float = 0.03,
     ) -> None:
         self.embeddings = embeddings
         self.threshold = threshold
+        self.cross_language_offset = cross_language_offset
         self.max_sentences = max_sentences
         self.margin = margin
 
@@ -225,10 +249,10 @@ class ExtractiveAnswerer:
 
     def answer(self, question: str, language: Language, passages: Sequence[Passage]) -> Answer:
         scored = self.score_sentences(question, passages)
-        evidence = max((s.relevance for s in scored), default=0.0)
-        chosen = select_sentences(
-            scored, threshold=self.threshold, max_sentences=self.max_sentences, margin=self.margin
-        )
-        if not chosen:
-            return decline(question, language, round(evidence, 4), self.name)
-        return cite(question, language, chosen, self.name)
+        best = best_by_language(scored)
+        evidence = round(adjusted_evidence(best, language, self.cross_language_offset), 4)
+        measured = {"evidence": evidence, "evidence_by_language": best}
+        if evidence < self.threshold:
+            return decline(question, language, self.name, **measured)
+        chosen = select_sentences(scored, max_sentences=self.max_sentences, margin=self.margin)
+        return cite(question, language, chosen, self.name, **measured)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable, Iterator
 
@@ -73,8 +74,9 @@ def _word_windows(span: Span, count_tokens: TokenCounter, max_tokens: int) -> It
         begin = end
 
 
-def _chunk_id(article: Article, position: int, text: str) -> str:
-    key = f"{CHUNKER_VERSION}|{article.id}|{article.content_hash}|{position}|{text}"
+def _chunk_id(fields: dict[str, object]) -> str:
+    """A hash of everything stored with the chunk: any change to it is a new chunk."""
+    key = json.dumps([CHUNKER_VERSION, fields], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
 
 
@@ -106,23 +108,20 @@ def chunk_article(
     chunks = []
     for position, group in enumerate(groups):
         start, end = group[0][0].start, group[-1][0].end
-        text = article.text[start:end]
-        chunks.append(
-            Chunk(
-                id=_chunk_id(article, position, text),
-                article_id=article.id,
-                position=position,
-                start=start,
-                end=end,
-                text=text,
-                title=article.title,
-                url=article.url,
-                published=article.published.isoformat() if article.published else None,
-                lang=article.lang,
-                source=article.source,
-                source_name=article.source_name,
-            )
-        )
+        fields: dict[str, object] = {
+            "article_id": article.id,
+            "position": position,
+            "start": start,
+            "end": end,
+            "text": article.text[start:end],
+            "title": article.title,
+            "url": article.url,
+            "published": article.published.isoformat() if article.published else None,
+            "lang": article.lang,
+            "source": article.source,
+            "source_name": article.source_name,
+        }
+        chunks.append(Chunk(id=_chunk_id(fields), **fields))
     return chunks
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError
 
 from corpus.models import Article
-from retrieval.answering import Answer, citation_problems
+from retrieval.answering import Answer, adjusted_evidence, citation_problems
 from retrieval.lexical import normalize_arabic
 
 
@@ -40,6 +40,7 @@ class QARecord(BaseModel):
     fact_recall: float | None
     citation_problems: list[str]
     evidence: float
+    evidence_by_language: dict[str, float]
 
 
 class Metrics(BaseModel):
@@ -115,6 +116,7 @@ def evaluate_item(item: QAItem, answer: Answer, articles: dict[str, Article]) ->
         fact_recall=None if item.unanswerable else fact_recall(answer.answer if answer.answered else "", item.answer_facts),
         citation_problems=citation_problems(answer, {a: art.text for a, art in articles.items()}),
         evidence=answer.evidence,
+        evidence_by_language=answer.evidence_by_language,
     )
 
 
@@ -163,32 +165,41 @@ def write_records(records: Sequence[QARecord], path: Path) -> None:
 
 class Calibration(BaseModel):
     threshold: float
+    cross_language_offset: float
     decline_accuracy: float
-    answerable_evidence: list[float]
-    unanswerable_evidence: list[float]
 
 
-def calibrate_threshold(records: Sequence[QARecord]) -> Calibration:
-    """The decline threshold that best separates answerable from unanswerable questions.
+CROSS_LANGUAGE_OFFSETS = [round(0.005 * i, 3) for i in range(17)]  # 0 .. 0.08
 
-    The records must come from a run that answered everything, so each has its evidence.
-    Among equally good thresholds, take the middle of the widest gap.
-    """
-    answerable = sorted(r.evidence for r in records if r.split != "unanswerable")
-    unanswerable = sorted(r.evidence for r in records if r.split == "unanswerable")
+
+def _best_threshold(answerable: list[float], unanswerable: list[float]) -> tuple[float, float]:
+    """(accuracy, threshold); among equally good thresholds, the middle one."""
     values = sorted(set(answerable + unanswerable))
     candidates = [(a + b) / 2 for a, b in zip(values, values[1:])] or values
+    total = max(1, len(answerable) + len(unanswerable))
 
     def accuracy(threshold: float) -> float:
-        correct = sum(e >= threshold for e in answerable) + sum(e < threshold for e in unanswerable)
-        return correct / max(1, len(records))
+        return (sum(e >= threshold for e in answerable) + sum(e < threshold for e in unanswerable)) / total
 
     best = max(accuracy(t) for t in candidates)
     tied = [t for t in candidates if accuracy(t) == best]
-    threshold = tied[len(tied) // 2]
-    return Calibration(
-        threshold=round(threshold, 4),
-        decline_accuracy=round(best, 3),
-        answerable_evidence=answerable,
-        unanswerable_evidence=unanswerable,
-    )
+    return best, tied[len(tied) // 2]
+
+
+def calibrate_threshold(records: Sequence[QARecord]) -> Calibration:
+    """The decline threshold and cross-language offset that best separate answerable from
+    unanswerable questions (the smallest offset among equals).
+
+    The records must come from a run that answered everything, so each has its evidence.
+    """
+    best: Calibration | None = None
+    for offset in CROSS_LANGUAGE_OFFSETS:
+        evidence = {r.id: adjusted_evidence(r.evidence_by_language, r.lang, offset) for r in records}
+        accuracy, threshold = _best_threshold(
+            [evidence[r.id] for r in records if r.split != "unanswerable"],
+            [evidence[r.id] for r in records if r.split == "unanswerable"],
+        )
+        if best is None or accuracy > best.decline_accuracy:
+            best = Calibration(threshold=round(threshold, 4), cross_language_offset=offset, decline_accuracy=round(accuracy, 3))
+    assert best is not None
+    return best

@@ -64,7 +64,7 @@ class HybridRetriever(BaseRetriever):
 
     store: PassageStore
     k: int = 5
-    hybrid: bool = True
+    hybrid: bool = False
     centering: float = 0.75
     candidates: int = 30
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -95,10 +95,11 @@ class HybridRetriever(BaseRetriever):
         vectorstore = self.store.vectorstore()
         scores: dict[str, float] = {}
         for lang in backgrounds:
+            # Despite its name, this returns Chroma's distances: cosine distance = 1 - cosine.
             hits = vectorstore.similarity_search_by_vector_with_relevance_scores(
                 query.tolist(), k=n, filter={"lang": lang}
             )
-            scores.update({document.id: score for document, score in hits})
+            scores.update({document.id: 1.0 - distance for document, distance in hits})
         return scores
 
     def passages(self, question: str, k: int | None = None) -> list[Passage]:

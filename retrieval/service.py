@@ -12,7 +12,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from corpus.loaders import load_corpus
-from retrieval.answering import Answer, ExtractiveAnswerer
+from retrieval.answerers import build_answerer
+from retrieval.answering import Answer
 from retrieval.chain import build_answer_chain
 from retrieval.embeddings import SentenceTransformerEmbeddings
 from retrieval.indexing import IndexReport, index_articles
@@ -80,9 +81,7 @@ class TalksService:
             batch_size=settings.embed_batch_size,
         )
         self.store = PassageStore(chroma_client(settings), settings.collection_name, self.embeddings)
-        self.answerer = ExtractiveAnswerer(
-            self.embeddings, threshold=settings.decline_threshold, max_sentences=settings.answer_max_sentences
-        )
+        self.answerer = build_answerer(settings, self.embeddings)
         self._retriever: HybridRetriever | None = None
         self._index_lock = threading.Lock()
 

@@ -28,10 +28,20 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from retrieval.embeddings import EmbeddingModelError
     from retrieval.evaluation import QAFileError
     from retrieval.model_build import ModelBuildError
+    from retrieval.answerers import AnswererConfigError
     from retrieval.service import QuestionError
     from retrieval.store import StoreError
 
-    return (UsageError, ArticleParseError, EmbeddingModelError, QAFileError, ModelBuildError, QuestionError, StoreError)
+    return (
+        UsageError,
+        AnswererConfigError,
+        ArticleParseError,
+        EmbeddingModelError,
+        QAFileError,
+        ModelBuildError,
+        QuestionError,
+        StoreError,
+    )
 
 
 def _service(settings: Settings):
@@ -156,8 +166,9 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     if args.calibrate:
         calibration = calibrate_threshold(records)
         out.print(
-            f"best decline threshold: {calibration.threshold} (decline accuracy {calibration.decline_accuracy}); "
-            f"set TALKS_DECLINE_THRESHOLD={calibration.threshold}",
+            f"decline accuracy {calibration.decline_accuracy} with "
+            f"TALKS_DECLINE_THRESHOLD={calibration.threshold} "
+            f"TALKS_CROSS_LANGUAGE_OFFSET={calibration.cross_language_offset}",
             highlight=False,
         )
         if args.json:
@@ -194,7 +205,7 @@ def _print_metrics(metrics: dict[str, dict], backend: str) -> None:
         table.add_column(name, justify="right")
     for split, values in metrics.items():
         table.add_row(split, *("–" if values[n] is None else str(values[n]) for n in names))
-    out.print(table)
+    out.print(table, width=max(out.width, 130))
 
 
 # --- main --------------------------------------------------------------------

@@ -58,12 +58,16 @@ class Settings(BaseSettings):
 
     # --- retrieval and answering --------------------------------------------
     top_k: int = Field(5, validation_alias=AliasChoices("TALKS_TOP_K", "top_k"))
-    hybrid: bool = Field(True, validation_alias=AliasChoices("TALKS_HYBRID", "hybrid"))
+    # Dense + BM25 fusion: off, as it lowered cross-language hits on our QA set (see README).
+    hybrid: bool = Field(False, validation_alias=AliasChoices("TALKS_HYBRID", "hybrid"))
     language_centering: float = Field(
         0.75, validation_alias=AliasChoices("TALKS_LANGUAGE_CENTERING", "language_centering")
     )
     decline_threshold: float = Field(
-        0.80, validation_alias=AliasChoices("TALKS_DECLINE_THRESHOLD", "decline_threshold")
+        0.82, validation_alias=AliasChoices("TALKS_DECLINE_THRESHOLD", "decline_threshold")
+    )
+    cross_language_offset: float = Field(
+        0.04, validation_alias=AliasChoices("TALKS_CROSS_LANGUAGE_OFFSET", "cross_language_offset")
     )
     answer_max_sentences: int = Field(
         3, validation_alias=AliasChoices("TALKS_ANSWER_MAX_SENTENCES", "answer_max_sentences")
