@@ -18,6 +18,7 @@ from retrieval.chain import build_answer_chain
 from retrieval.embeddings import SentenceTransformerEmbeddings
 from retrieval.indexing import IndexReport, index_articles
 from retrieval.retriever import HybridRetriever
+from retrieval.sentences import split_sentences
 from retrieval.store import NoIndexError, PassageStore, ProgressCallback, chroma_client
 from talks.settings import Settings
 
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 _FOLLOW_UP_START = re.compile(r"^(?:and|but|what about|how about|so|also|و|ف|ماذا عن|وماذا|وما|وهل|ثم)\b|^و", re.I)
 _FOLLOW_UP_PRONOUN = re.compile(r"\b(?:he|she|they|them|him|her|it|that|this|those|his|their)\b|(?:\bهو\b|\bهي\b|\bهم\b|ه\b)", re.I)
 FOLLOW_UP_MAX_WORDS = 8
+LEAD_SENTENCES = 2
 
 
 class QuestionError(ValueError):
@@ -49,6 +51,7 @@ class ArticleInfo(BaseModel):
     source: str | None
     source_name: str
     chunks: int
+    lead: str = ""  # the article's first sentences, for digests
 
 
 class IndexStats(BaseModel):
@@ -142,7 +145,7 @@ class TalksService:
         for chunk in self.store.all_chunks():
             info = by_article.get(chunk.article_id)
             if info is None:
-                by_article[chunk.article_id] = ArticleInfo(
+                info = by_article[chunk.article_id] = ArticleInfo(
                     id=chunk.article_id,
                     title=chunk.title,
                     url=chunk.url,
@@ -150,10 +153,11 @@ class TalksService:
                     lang=chunk.lang,
                     source=chunk.source,
                     source_name=chunk.source_name,
-                    chunks=1,
+                    chunks=0,
                 )
-            else:
-                info.chunks += 1
+            info.chunks += 1
+            if chunk.position == 0:
+                info.lead = " ".join(span.text for span in split_sentences(chunk.text)[:LEAD_SENTENCES])
         return sorted(by_article.values(), key=lambda a: (a.date or "", a.title))
 
     def stats(self) -> IndexStats:
