@@ -55,7 +55,7 @@ class _Snapshot(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
 
     chunks: dict[str, Chunk]
-    lexical: LexicalIndex
+    lexical: LexicalIndex | None  # only when hybrid
     centroids: dict[str, np.ndarray]
 
 
@@ -80,7 +80,7 @@ class HybridRetriever(BaseRetriever):
         chunks = {chunk.id: chunk for chunk in self.store.all_chunks()}
         snapshot = _Snapshot(
             chunks=chunks,
-            lexical=LexicalIndex(list(chunks), [chunk.text for chunk in chunks.values()]),
+            lexical=LexicalIndex(list(chunks), [chunk.text for chunk in chunks.values()]) if self.hybrid else None,
             centroids=self.store.language_centroids(),
         )
         with self._lock:
@@ -117,7 +117,7 @@ class HybridRetriever(BaseRetriever):
             return scores[chunk_id] - backgrounds[snapshot.chunks[chunk_id].lang]
 
         ranking = sorted((c for c in scores if c in snapshot.chunks), key=relevance, reverse=True)[:n]
-        if self.hybrid:
+        if snapshot.lexical is not None:
             lexical_ranking = [chunk_id for chunk_id, _ in snapshot.lexical.search(question, n)]
             ranking = reciprocal_rank_fusion([ranking, lexical_ranking])
         top = [chunk_id for chunk_id in ranking if chunk_id in snapshot.chunks][:k]

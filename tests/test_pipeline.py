@@ -12,6 +12,7 @@ from conftest import make_settings
 from corpus.loaders import load_corpus
 from retrieval.answering import citation_problems
 from retrieval.embeddings import SentenceTransformerEmbeddings
+from retrieval.retriever import HybridRetriever
 from retrieval.service import Exchange, QuestionError, TalksService, standalone_query
 from retrieval.store import ModelMismatchError, NoIndexError, PassageStore, chroma_client
 from talks.settings import BUNDLED_CORPUS_DIR
@@ -138,3 +139,10 @@ def test_a_bad_file_is_reported_and_the_rest_index(model_dir: Path, tmp_path: Pa
     report = TalksService(make_settings(tmp_path / "data", [corpus])).index()
     assert report.articles == 1
     assert [Path(e.path).name for e in report.errors] == ["broken.md"]
+
+
+def test_hybrid_retrieval_fuses_bm25_over_normalised_arabic(service: TalksService) -> None:
+    hybrid = HybridRetriever(store=service.store, k=5, hybrid=True)
+    assert "Lukashevich" in hybrid.passages("Lukashevich")[0].chunk.text
+    # Spelled without hamza: BM25 folds the forms, so the passage is still found.
+    assert any("الإستراتيجي" in p.chunk.text for p in hybrid.passages("الحوار الاستراتيجي"))
