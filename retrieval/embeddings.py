@@ -42,6 +42,9 @@ class SentenceTransformerEmbeddings(Embeddings):
         batch_size: int = 16,
     ) -> None:
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # a bar on every load is noise in logs and the CLI
 
         if _looks_like_path(name_or_path) and not Path(name_or_path).exists():
             raise EmbeddingModelError(
