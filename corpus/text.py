@@ -61,10 +61,33 @@ def detect_language(text: str) -> Language:
     return "ar" if arabic / len(letters) >= ARABIC_SHARE_THRESHOLD else "en"
 
 
+# Query parameters that only say where a click came from: never part of what a page is.
+_TRACKING_PARAM_PREFIXES = ("utm_",)
+_TRACKING_PARAMS = frozenset(
+    {"fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "mc_cid", "mc_eid", "_ga", "_gl",
+     "igshid", "ref_src", "cmpid", "ocid"}
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _is_tracking_param(name: str) -> bool:
+    name = name.lower()
+    return name in _TRACKING_PARAMS or name.startswith(_TRACKING_PARAM_PREFIXES)
+
+
 def canonical_url(url: str) -> str:
-    """The url without surrounding spaces or #fragment, scheme and host in lower case."""
+    """The url as one page's identity: no surrounding spaces, #fragment, tracking parameters
+    (utm_*, fbclid…), default port or trailing slash; scheme and host in lower case."""
     parts = urlsplit(url.strip())
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path, parts.query, ""))
+    scheme = parts.scheme.lower()
+    netloc = parts.netloc.lower()
+    if parts.port is not None and _DEFAULT_PORTS.get(scheme) == parts.port:
+        netloc = netloc.rsplit(":", 1)[0]
+    path = (parts.path.rstrip("/") or "/") if netloc else parts.path
+    query = "&".join(
+        pair for pair in parts.query.split("&") if pair and not _is_tracking_param(pair.split("=", 1)[0])
+    )
+    return urlunsplit((scheme, netloc, path, query, ""))
 
 
 def stable_article_id(url: str | None, source_name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import sys
@@ -24,7 +25,11 @@ class UsageError(Exception):
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from bot.startup import BotStartError
+    from corpus.feeds import SourceFormatError
+    from corpus.fetch import FetchError
     from corpus.loaders import ArticleParseError
+    from corpus.sources import SourceExistsError, SourcesFileError, UnknownSourceError
     from retrieval.embeddings import EmbeddingModelError
     from retrieval.evaluation import QAFileError
     from retrieval.model_build import ModelBuildError
@@ -35,7 +40,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (
         UsageError,
         AnswererConfigError,
+        BotStartError,
         ArticleParseError,
+        FetchError,
+        SourceExistsError,
+        SourceFormatError,
+        SourcesFileError,
+        UnknownSourceError,
         EmbeddingModelError,
         QAFileError,
         ModelBuildError,
@@ -78,6 +89,11 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     ) as progress:
         task = progress.add_task("index", total=None)
         report = service.index(dirs, full=args.full, progress=lambda done, total: progress.update(task, completed=done, total=total))
+    _print_index_report(report)
+    return 0
+
+
+def _print_index_report(report) -> None:
     for error in report.errors:
         err.print(f"[yellow]skipped[/] {error.path}: {error.reason}", markup=True, highlight=False)
     out.print(
@@ -86,7 +102,6 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         f"{report.chunks_removed} removed, {report.chunks_unchanged} unchanged; {report.seconds:.1f}s",
         highlight=False,
     )
-    return 0
 
 
 # --- ask ---------------------------------------------------------------------
@@ -208,6 +223,129 @@ def _print_metrics(metrics: dict[str, dict], backend: str) -> None:
     out.print(table, width=max(out.width, 130))
 
 
+# --- bot and chat ------------------------------------------------------------
+
+
+def cmd_bot(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import run_bot
+    from bot.chat import run_chat
+    from bot.startup import BOTFATHER_HINT
+
+    if settings.telegram_bot_token is None and not args.webhook and sys.stdin.isatty():
+        err.print(f"No TELEGRAM_BOT_TOKEN: to run the Telegram bot, {BOTFATHER_HINT}. Meanwhile, the terminal chat:", highlight=False)
+        return run_chat(settings)
+    run_bot(settings, webhook_url=args.webhook)
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.chat import run_chat
+
+    return run_chat(settings)
+
+
+# --- sources: fetch, sources add/remove/list, ingest ---------------------------
+
+
+def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
+    from corpus.ingest import fetch_all
+
+    report = asyncio.run(fetch_all(settings, due_only=args.due, force=args.force))
+    if not report.sources:
+        out.print("no sources yet: add one with `talks sources add URL`")
+    for source in report.sources:
+        style = {"failed": "red", "skipped": "yellow"}.get(source.status, "default")
+        out.print(f"[{style}]{source.summary}[/]", highlight=False)
+        for problem in source.problems:
+            err.print(f"  [yellow]problem:[/] {problem}", highlight=False)
+    if report.index is not None:
+        _print_index_report(report.index)
+    out.print(report.summary, highlight=False)
+    return 1 if report.failed else 0
+
+
+def _keywords(values: Sequence[str] | None) -> list[str]:
+    """Keywords from repeated options, each may be comma-separated: --include "Geneva,NATO"."""
+    return [word.strip() for value in values or () for word in value.split(",") if word.strip()]
+
+
+def cmd_sources_add(args: argparse.Namespace, settings: Settings) -> int:
+    from corpus.ingest import add_source
+
+    added = asyncio.run(
+        add_source(
+            settings,
+            args.url,
+            name=args.name,
+            lang=args.lang,
+            include=_keywords(args.include),
+            exclude=_keywords(args.exclude),
+            interval_minutes=args.interval,
+        )
+    )
+    out.print(added.summary, highlight=False, markup=False)
+    return 0
+
+
+def cmd_sources_remove(args: argparse.Namespace, settings: Settings) -> int:
+    from corpus.ingest import remove_source
+
+    removed = remove_source(settings, args.url)
+    out.print(f"removed {removed.label} (its articles stay in the corpus)", highlight=False, markup=False)
+    return 0
+
+
+def cmd_sources_list(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+
+    from corpus.ingest import list_sources
+
+    sources = list_sources(settings)
+    if not sources:
+        out.print("no sources yet: add one with `talks sources add URL`")
+    now = datetime.now(UTC)
+    for source in sources:
+        out.print(source.describe(now), highlight=False, markup=False)
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from corpus.ingest import ingest_url
+
+    report = asyncio.run(ingest_url(settings, args.url))
+    if report.index is not None:
+        _print_index_report(report.index)
+    out.print(report.summary, highlight=False, markup=False)
+    return 0
+
+
+def _add_source_commands(commands: argparse._SubParsersAction) -> None:
+    fetch = commands.add_parser("fetch", help="poll every source once and index new articles")
+    fetch.add_argument("--due", action="store_true", help="only sources whose poll interval has passed")
+    fetch.add_argument("--force", action="store_true", help="also sources backing off after failures")
+    fetch.set_defaults(handler=cmd_fetch)
+
+    sources = commands.add_parser("sources", help="the feeds, pages and sitemaps to fetch articles from")
+    actions = sources.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="add a source (feed, sitemap or article page: detected)")
+    add.add_argument("url")
+    add.add_argument("--name", help="display name (default: the feed's or site's)")
+    add.add_argument("--lang", choices=["ar", "en"], help="language of its articles (default: detected)")
+    add.add_argument("--include", action="append", metavar="WORDS", help="keep only articles naming one of these (comma-separated; repeatable)")
+    add.add_argument("--exclude", action="append", metavar="WORDS", help="drop articles naming any of these")
+    add.add_argument("--interval", type=int, metavar="MINUTES", help="poll interval (default: TALKS_POLL_INTERVAL_MINUTES)")
+    add.set_defaults(handler=cmd_sources_add)
+    remove = actions.add_parser("remove", help="remove a source")
+    remove.add_argument("url")
+    remove.set_defaults(handler=cmd_sources_remove)
+    listing = actions.add_parser("list", help="sources with last fetch, status and article counts")
+    listing.set_defaults(handler=cmd_sources_list)
+
+    ingest = commands.add_parser("ingest", help="fetch one article page now and index it")
+    ingest.add_argument("url")
+    ingest.set_defaults(handler=cmd_ingest)
+
+
 # --- main --------------------------------------------------------------------
 
 
@@ -243,6 +381,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--calibrate", action="store_true", help="find the decline threshold that fits the QA file best"
     )
     evaluate.set_defaults(handler=cmd_eval)
+
+    bot = commands.add_parser("bot", help="run the Telegram bot (long polling; --webhook URL behind HTTPS)")
+    bot.add_argument("--webhook", metavar="URL", help="public HTTPS URL Telegram posts updates to (listen address from settings)")
+    bot.set_defaults(handler=cmd_bot)
+
+    chat = commands.add_parser("chat", help="chat with the bot's question answering in the terminal")
+    chat.set_defaults(handler=cmd_chat)
+
+    _add_source_commands(commands)
     return parser
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import time
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -80,6 +82,9 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("TALKS_LLM_API_KEY", "llm_api_key"))
     llm_timeout_s: float = Field(30.0, validation_alias=AliasChoices("TALKS_LLM_TIMEOUT", "llm_timeout_s"))
     llm_max_retries: int = Field(1, validation_alias=AliasChoices("TALKS_LLM_MAX_RETRIES", "llm_max_retries"))
+    llm_max_tokens: int = Field(512, validation_alias=AliasChoices("TALKS_LLM_MAX_TOKENS", "llm_max_tokens"))
+    # Ask for JSON (answer + cited passages) where the server supports it; false: plain text with [n].
+    llm_structured: bool = Field(True, validation_alias=AliasChoices("TALKS_LLM_STRUCTURED", "llm_structured"))
 
     # --- Telegram -----------------------------------------------------------
     telegram_bot_token: SecretStr | None = Field(
@@ -107,6 +112,59 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(
         1000, validation_alias=AliasChoices("TALKS_MAX_QUESTION_CHARS", "max_question_chars")
     )
+    telegram_max_retries: int = Field(
+        3, ge=0, validation_alias=AliasChoices("TALKS_TELEGRAM_MAX_RETRIES", "telegram_max_retries")
+    )  # retries of a request Telegram refused with 429 (flood control), after its retry_after
+    digest_daily_time: time = Field(
+        time(9, 0), validation_alias=AliasChoices("TALKS_DIGEST_DAILY_TIME", "digest_daily_time")
+    )  # when "/subscribe daily" without a time sends its digest
+    digest_timezone: str = Field(
+        "UTC", validation_alias=AliasChoices("TALKS_DIGEST_TIMEZONE", "digest_timezone")
+    )  # the time zone of daily digest times (an IANA name)
+    digest_check_seconds: float = Field(
+        60.0, gt=0, validation_alias=AliasChoices("TALKS_DIGEST_CHECK_SECONDS", "digest_check_seconds")
+    )  # how often instant digests queued by other processes (the fetcher) are looked for
+
+    # --- sources: fetching articles over HTTP --------------------------------
+    sources_file: Path | None = Field(
+        None, validation_alias=AliasChoices("TALKS_SOURCES_FILE", "sources_file")
+    )  # default: <data_dir>/sources.yaml
+    poll_interval_minutes: int = Field(
+        60, gt=0, validation_alias=AliasChoices("TALKS_POLL_INTERVAL_MINUTES", "poll_interval_minutes")
+    )
+    poll_check_minutes: int = Field(
+        5, gt=0, validation_alias=AliasChoices("TALKS_POLL_CHECK_MINUTES", "poll_check_minutes")
+    )
+    source_backoff_max_hours: float = Field(
+        24.0, gt=0, validation_alias=AliasChoices("TALKS_SOURCE_BACKOFF_MAX_HOURS", "source_backoff_max_hours")
+    )
+    fetch_timeout_s: float = Field(20.0, gt=0, validation_alias=AliasChoices("TALKS_FETCH_TIMEOUT", "fetch_timeout_s"))
+    fetch_max_bytes: int = Field(
+        5_000_000, gt=0, validation_alias=AliasChoices("TALKS_FETCH_MAX_BYTES", "fetch_max_bytes")
+    )
+    fetch_user_agent: str = Field(
+        "talks-bot/0.1 (news monitor for the US-Russia security talks corpus; polite, conditional GET)",
+        validation_alias=AliasChoices("TALKS_FETCH_USER_AGENT", "fetch_user_agent"),
+    )
+    fetch_max_redirects: int = Field(
+        5, ge=0, validation_alias=AliasChoices("TALKS_FETCH_MAX_REDIRECTS", "fetch_max_redirects")
+    )
+    fetch_retries: int = Field(3, ge=0, validation_alias=AliasChoices("TALKS_FETCH_RETRIES", "fetch_retries"))
+    fetch_retry_wait_s: float = Field(
+        1.0, ge=0, validation_alias=AliasChoices("TALKS_FETCH_RETRY_WAIT", "fetch_retry_wait_s")
+    )
+    fetch_retry_max_wait_s: float = Field(
+        30.0, ge=0, validation_alias=AliasChoices("TALKS_FETCH_RETRY_MAX_WAIT", "fetch_retry_max_wait_s")
+    )
+    fetch_connections_per_host: int = Field(
+        2, gt=0, validation_alias=AliasChoices("TALKS_FETCH_CONNECTIONS_PER_HOST", "fetch_connections_per_host")
+    )
+    fetch_max_items_per_poll: int = Field(
+        50, gt=0, validation_alias=AliasChoices("TALKS_FETCH_MAX_ITEMS_PER_POLL", "fetch_max_items_per_poll")
+    )
+    near_duplicate_threshold: float = Field(
+        0.8, gt=0, le=1, validation_alias=AliasChoices("TALKS_NEAR_DUPLICATE_THRESHOLD", "near_duplicate_threshold")
+    )
 
     # --- logging ------------------------------------------------------------
     log_level: str = Field("INFO", validation_alias=AliasChoices("TALKS_LOG_LEVEL", "log_level"))
@@ -124,6 +182,15 @@ class Settings(BaseSettings):
     def _admin_ids(cls, value: object) -> object:
         return _split_csv(value)
 
+    @field_validator("digest_timezone")
+    @classmethod
+    def _digest_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone name (e.g. UTC, Europe/Moscow)") from None
+        return value
+
     @property
     def chroma_path(self) -> Path:
         return self.data_dir / "chroma"
@@ -131,6 +198,21 @@ class Settings(BaseSettings):
     @property
     def state_db_path(self) -> Path:
         return self.data_dir / "state.sqlite3"
+
+    @property
+    def sources_path(self) -> Path:
+        return self.sources_file or self.data_dir / "sources.yaml"
+
+    @property
+    def fetched_dir(self) -> Path:
+        """The corpus store: one JSON record per fetched article, indexed with the corpus folders."""
+        return self.data_dir / "fetched"
+
+    @property
+    def index_dirs(self) -> list[Path]:
+        """What `talks index` indexes: the corpus folders, plus the fetched articles once there are any."""
+        extra = [self.fetched_dir] if self.fetched_dir.is_dir() and self.fetched_dir not in self.corpus_dirs else []
+        return [*self.corpus_dirs, *extra]
 
 
 @lru_cache(maxsize=1)
