@@ -116,7 +116,7 @@ class TalksService:
         self, dirs: Sequence[Path] | None = None, *, full: bool = False, progress: ProgressCallback | None = None
     ) -> IndexReport:
         with self._index_lock:
-            loaded = load_corpus(list(dirs or self.settings.corpus_dirs))
+            loaded = load_corpus(list(dirs or self.settings.index_dirs))
             report = index_articles(
                 loaded.articles,
                 self.store,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import chromadb
 import numpy as np
@@ -17,6 +17,7 @@ from talks.settings import Settings
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]  # (done, total)
+READ_PAGE = 5000
 
 
 class StoreError(RuntimeError):
@@ -90,14 +91,17 @@ class PassageStore:
         if self.exists():
             self.client.delete_collection(self.name)
 
-    def stored_ids(self) -> set[str]:
-        return set(self.collection().get(include=[])["ids"])
+    def _pages(self, include: list[str]) -> Iterator[dict]:
+        """The whole collection, a page at a time: one `get` of everything overflows SQLite's variables."""
+        collection = self.collection()
+        for offset in range(0, collection.count(), READ_PAGE):
+            yield collection.get(include=include, limit=READ_PAGE, offset=offset)
 
     def all_chunks(self) -> list[Chunk]:
-        data = self.collection().get(include=["documents", "metadatas"])
         return [
             Chunk.from_stored(chunk_id, text, metadata)
-            for chunk_id, text, metadata in zip(data["ids"], data["documents"], data["metadatas"])
+            for page in self._pages(["documents", "metadatas"])
+            for chunk_id, text, metadata in zip(page["ids"], page["documents"], page["metadatas"])
         ]
 
     def add(self, chunks: Sequence[Chunk], progress: ProgressCallback | None = None) -> None:
@@ -119,14 +123,12 @@ class PassageStore:
         for begin in range(0, len(ids), batch):
             collection.delete(ids=list(ids[begin : begin + batch]))
 
-    def language_centroids(self, page: int = 5000) -> dict[str, np.ndarray]:
+    def language_centroids(self) -> dict[str, np.ndarray]:
         """Mean passage vector per language: a question's similarity to it is its background level."""
         sums: dict[str, np.ndarray] = {}
         counts: dict[str, int] = {}
-        collection = self.collection()
-        for offset in range(0, collection.count(), page):
-            data = collection.get(include=["embeddings", "metadatas"], limit=page, offset=offset)
-            for vector, metadata in zip(data["embeddings"], data["metadatas"]):
+        for page in self._pages(["embeddings", "metadatas"]):
+            for vector, metadata in zip(page["embeddings"], page["metadatas"]):
                 lang = metadata["lang"]
                 sums[lang] = sums.get(lang, 0) + np.asarray(vector, dtype=np.float32)
                 counts[lang] = counts.get(lang, 0) + 1

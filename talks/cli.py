@@ -253,6 +253,7 @@ def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
     report = asyncio.run(fetch_all(settings, due_only=args.due, force=args.force))
     if not report.sources:
         out.print("no sources yet: add one with `talks sources add URL`")
+        return 0
     for source in report.sources:
         style = {"failed": "red", "skipped": "yellow"}.get(source.status, "default")
         out.print(f"[{style}]{source.summary}[/]", highlight=False)
