@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 from langchain_core.language_models import BaseChatModel
+from pydantic import SecretStr
 
 from corpus.models import Language
 from retrieval.answering import Answer, Answerer, ExtractiveAnswerer
@@ -31,7 +32,7 @@ class AnswererConfigError(ValueError):
     """TALKS_LLM names an answerer that does not exist or is not configured."""
 
 
-def _openai_model(settings: Settings) -> BaseChatModel:
+def _openai_model(settings: Settings) -> tuple[BaseChatModel, str]:
     from langchain_openai import ChatOpenAI
 
     llamacpp = settings.llm == "llamacpp"
@@ -43,31 +44,33 @@ def _openai_model(settings: Settings) -> BaseChatModel:
         raise AnswererConfigError(
             "TALKS_LLM=openai needs TALKS_LLM_API_KEY for OpenAI, or TALKS_LLM_BASE_URL for another server"
         )
-    return ChatOpenAI(
+    chat = ChatOpenAI(
         model=model,
         base_url=base_url,
-        api_key=settings.llm_api_key or NO_API_KEY,
+        api_key=settings.llm_api_key or SecretStr(NO_API_KEY),
         timeout=settings.llm_timeout_s,
         stream_chunk_timeout=settings.llm_timeout_s,
         max_retries=settings.llm_max_retries,
-        max_tokens=settings.llm_max_tokens,
+        max_completion_tokens=settings.llm_max_tokens,
         temperature=0,
         use_responses_api=False,  # chat completions: what every OpenAI-compatible server speaks
     )
+    return chat, model
 
 
-def _ollama_model(settings: Settings) -> BaseChatModel:
+def _ollama_model(settings: Settings) -> tuple[BaseChatModel, str]:
     from langchain_ollama import ChatOllama
 
     if not settings.llm_model:
         raise AnswererConfigError("TALKS_LLM=ollama needs TALKS_LLM_MODEL (e.g. qwen2.5:7b-instruct)")
-    return ChatOllama(
+    chat = ChatOllama(
         model=settings.llm_model,
         base_url=settings.llm_base_url or OLLAMA_BASE_URL,
         num_predict=settings.llm_max_tokens,
         temperature=0,
         client_kwargs={"timeout": settings.llm_timeout_s},
     )
+    return chat, settings.llm_model
 
 
 CHAT_MODELS = {"openai": _openai_model, "llamacpp": _openai_model, "ollama": _ollama_model}
@@ -84,9 +87,8 @@ def build_answerer(settings: Settings, embeddings: SentenceTransformerEmbeddings
         return extractive
     if settings.llm not in CHAT_MODELS:
         raise AnswererConfigError(f"unknown TALKS_LLM={settings.llm!r}: use extractive, {', '.join(CHAT_MODELS)}")
-    model = CHAT_MODELS[settings.llm](settings)
-    name = f"{settings.llm}:{getattr(model, 'model_name', None) or getattr(model, 'model')}"
-    return LLMAnswerer(model, extractive, name=name, structured=settings.llm_structured)
+    chat, model = CHAT_MODELS[settings.llm](settings)
+    return LLMAnswerer(chat, extractive, name=f"{settings.llm}:{model}", structured=settings.llm_structured)
 
 
 async def astream_answer(

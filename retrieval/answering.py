@@ -248,7 +248,10 @@ class ExtractiveAnswerer:
         return [ScoredSentence(p, span, float(score)) for (p, span), score in zip(candidates, scores)]
 
     def answer(self, question: str, language: Language, passages: Sequence[Passage]) -> Answer:
-        scored = self.score_sentences(question, passages)
+        return self.answer_scored(question, language, self.score_sentences(question, passages))
+
+    def answer_scored(self, question: str, language: Language, scored: Sequence[ScoredSentence]) -> Answer:
+        """The answer from sentences already scored (an LLM answerer reuses the scores)."""
         best = best_by_language(scored)
         evidence = round(adjusted_evidence(best, language, self.cross_language_offset), 4)
         measured = {"evidence": evidence, "evidence_by_language": best}

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from corpus.loaders import load_corpus
-from retrieval.answerers import build_answerer
+from retrieval.answerers import build_answerer, condense_question
 from retrieval.answering import Answer
 from retrieval.chain import build_answer_chain
 from retrieval.embeddings import SentenceTransformerEmbeddings
@@ -109,8 +109,9 @@ class TalksService:
             raise QuestionError("the question is empty")
         if len(question) > self.settings.max_question_chars:
             raise QuestionError(f"the question is longer than {self.settings.max_question_chars} characters")
+        query = condense_question(self.answerer, history, question) or standalone_query(question, history)
         chain = build_answer_chain(self.retriever, self.answerer)
-        return chain.invoke({"question": question, "query": standalone_query(question, history), "k": k})
+        return chain.invoke({"question": question, "query": query, "k": k})
 
     def index(
         self, dirs: Sequence[Path] | None = None, *, full: bool = False, progress: ProgressCallback | None = None

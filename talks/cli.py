@@ -108,7 +108,9 @@ def _print_index_report(report) -> None:
 
 
 def _print_answer(answer) -> None:
-    out.print(answer.answer, highlight=False)
+    if answer.note:
+        err.print(f"[yellow]note:[/] {answer.note}", highlight=False)
+    out.print(answer.answer, highlight=False, markup=False)
     if answer.citations:
         out.print()
         out.print("Sources:" if answer.language == "en" else "المصادر:")
@@ -127,6 +129,7 @@ def _answer_json(answer) -> str:
             "answer": answer.answer,
             "citations": [c.model_dump(include={"n", "article_id", "title", "url", "date", "lang", "quote", "score"}) for c in answer.citations],
             "backend": answer.backend,
+            "note": answer.note,
             "prompts": answer.prompts,
             "timings_ms": answer.timings_ms,
         },
@@ -228,12 +231,7 @@ def _print_metrics(metrics: dict[str, dict], backend: str) -> None:
 
 def cmd_bot(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import run_bot
-    from bot.chat import run_chat
-    from bot.startup import BOTFATHER_HINT
 
-    if settings.telegram_bot_token is None and not args.webhook and sys.stdin.isatty():
-        err.print(f"No TELEGRAM_BOT_TOKEN: to run the Telegram bot, {BOTFATHER_HINT}. Meanwhile, the terminal chat:", highlight=False)
-        return run_chat(settings)
     run_bot(settings, webhook_url=args.webhook)
     return 0
 
@@ -242,6 +240,17 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     from bot.chat import run_chat
 
     return run_chat(settings)
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    """The README's run command: the bot when a token is set, else (after one line on how to
+    get one) the terminal chat."""
+    from bot.startup import BOTFATHER_HINT, has_token
+
+    if has_token(settings):
+        return cmd_bot(argparse.Namespace(webhook=None), settings)
+    err.print(f"No TELEGRAM_BOT_TOKEN: to run the Telegram bot, {BOTFATHER_HINT}. Meanwhile, the terminal chat:", highlight=False)
+    return cmd_chat(args, settings)
 
 
 # --- sources: fetch, sources add/remove/list, ingest ---------------------------
@@ -389,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     chat = commands.add_parser("chat", help="chat with the bot's question answering in the terminal")
     chat.set_defaults(handler=cmd_chat)
+
+    run = commands.add_parser("run", help="the bot if TELEGRAM_BOT_TOKEN is set, else the terminal chat")
+    run.set_defaults(handler=cmd_run)
 
     _add_source_commands(commands)
     return parser

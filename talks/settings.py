@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import time
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -39,6 +40,13 @@ class Settings(BaseSettings):
     )
     chroma_host: str | None = Field(None, validation_alias=AliasChoices("CHROMA_HOST", "chroma_host"))
     chroma_port: int = Field(8000, validation_alias=AliasChoices("CHROMA_PORT", "chroma_port"))
+    chroma_ssl: bool = Field(False, validation_alias=AliasChoices("CHROMA_SSL", "chroma_ssl"))  # https to the server
+    chroma_auth_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("CHROMA_AUTH_TOKEN", "chroma_auth_token")
+    )  # sent with every request to the Chroma server (or the proxy in front of it)
+    chroma_auth_header: Literal["Authorization", "X-Chroma-Token"] = Field(
+        "Authorization", validation_alias=AliasChoices("CHROMA_AUTH_HEADER", "chroma_auth_header")
+    )  # Authorization: "Bearer <token>"; X-Chroma-Token: the token as is
 
     # --- embeddings ---------------------------------------------------------
     embedding_model: str = Field(
