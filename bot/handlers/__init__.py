@@ -1,0 +1,1 @@
+"""Telegram update handlers, one small job each (registered in `bot.app`)."""
