@@ -26,7 +26,11 @@ def _split_csv(value: object) -> object:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,  # `NAME=` in .env means "use the default"
+        extra="ignore",
+        populate_by_name=True,
     )
 
     # --- corpus and storage -------------------------------------------------
@@ -34,7 +38,7 @@ class Settings(BaseSettings):
         default_factory=lambda: [BUNDLED_CORPUS_DIR],
         validation_alias=AliasChoices("TALKS_CORPUS_DIR", "corpus_dirs"),
     )
-    data_dir: Path = Field(Path("data"), validation_alias=AliasChoices("TALKS_DATA_DIR", "data_dir"))
+    data_dir: Path = Field(PROJECT_ROOT / "data", validation_alias=AliasChoices("TALKS_DATA_DIR", "data_dir"))
     collection_name: str = Field(
         "talks", validation_alias=AliasChoices("TALKS_COLLECTION", "collection_name")
     )
