@@ -11,6 +11,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from corpus.models import Language
+from retrieval.chunking import Chunk
 from retrieval.embeddings import SentenceTransformerEmbeddings
 from retrieval.prompts import load_prompt
 from retrieval.retriever import Passage
@@ -36,6 +37,26 @@ class Citation(BaseModel):
     end: int
     passage: str
     score: float
+
+    @classmethod
+    def quoting(cls, n: int, chunk: Chunk, span: Span, score: float) -> Citation:
+        """Source `n`: `span` (article offsets) quoted from `chunk`."""
+        return cls(
+            n=n,
+            article_id=chunk.article_id,
+            chunk_id=chunk.id,
+            title=chunk.title,
+            url=chunk.url,
+            date=chunk.published,
+            lang=chunk.lang,
+            source=chunk.source,
+            source_name=chunk.source_name,
+            quote=span.text,
+            start=span.start,
+            end=span.end,
+            passage=chunk.text,
+            score=round(score, 4),
+        )
 
 
 class RetrievedRef(BaseModel):
@@ -163,22 +184,7 @@ def cite(
         chunk = sentence.passage.chunk
         citation = citations.get(chunk.id)
         if citation is None:
-            citation = citations[chunk.id] = Citation(
-                n=len(citations) + 1,
-                article_id=chunk.article_id,
-                chunk_id=chunk.id,
-                title=chunk.title,
-                url=chunk.url,
-                date=chunk.published,
-                lang=chunk.lang,
-                source=chunk.source,
-                source_name=chunk.source_name,
-                quote=sentence.span.text,
-                start=sentence.span.start,
-                end=sentence.span.end,
-                passage=chunk.text,
-                score=round(sentence.score, 4),
-            )
+            citation = citations[chunk.id] = Citation.quoting(len(citations) + 1, chunk, sentence.span, sentence.score)
         elif sentence.span.start >= citation.end:
             # A second sentence from the same passage: widen the quote to cover both, verbatim.
             offset = chunk.start

@@ -180,26 +180,6 @@ def _quote(passage: Passage, quote: str, scored: Sequence[ScoredSentence]) -> tu
     return (sentences[0] if sentences else Span(chunk.start, chunk.end, chunk.text)), passage.score
 
 
-def _citation(n: int, passage: Passage, span: Span, score: float) -> Citation:
-    chunk = passage.chunk
-    return Citation(
-        n=n,
-        article_id=chunk.article_id,
-        chunk_id=chunk.id,
-        title=chunk.title,
-        url=chunk.url,
-        date=chunk.published,
-        lang=chunk.lang,
-        source=chunk.source,
-        source_name=chunk.source_name,
-        quote=span.text,
-        start=span.start,
-        end=span.end,
-        passage=chunk.text,
-        score=round(score, 4),
-    )
-
-
 class LLMAnswerer:
     """Cited answers written by a LangChain chat model, checked, with the extractive fallback."""
 
@@ -327,7 +307,7 @@ class LLMAnswerer:
         if not cited:
             return "uncited"
         citations = [
-            _citation(n, passages[number - 1], *_quote(passages[number - 1], draft.quotes.get(number, ""), grounding.scored))
+            Citation.quoting(n, passages[number - 1].chunk, *_quote(passages[number - 1], draft.quotes.get(number, ""), grounding.scored))
             for n, number in enumerate(cited, start=1)
         ]
         return grounding.extractive.model_copy(
