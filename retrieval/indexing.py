@@ -1,8 +1,11 @@
-"""Incremental indexing: embed only new or changed chunks, remove the stale ones.
+"""Indexing: embed only new or changed chunks, remove the stale ones.
 
 Chunk ids are content hashes (see `chunking`), so the ids already in Chroma are the record
-of what is indexed: no second bookkeeping store can drift from the index. New chunks are
-written before stale ones are deleted, so a question asked mid-run still finds an article.
+of what is indexed: no second bookkeeping store can drift from the index, and a run killed
+at any point is completed by the next one. New chunks are written before stale ones are
+deleted, and an article's chunks in one write: a question asked mid-run finds every article,
+and a killed run leaves none half-written. A full run builds a new collection and switches
+the index to it when complete (see `store`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pydantic import BaseModel
 
 from corpus.models import Article, LoadError
 from retrieval.chunking import Chunk, chunk_article
-from retrieval.store import PassageStore, ProgressCallback
+from retrieval.store import NoIndexError, PassageStore, ProgressCallback
 
 
 class IndexReport(BaseModel):
@@ -52,24 +55,40 @@ def index_articles(
     errors: Sequence[LoadError] = (),
     progress: ProgressCallback | None = None,
 ) -> IndexReport:
-    """Bring the store in line with `articles`; `full` drops and rebuilds it."""
+    """Bring the index in line with `articles`.
+
+    An incremental run updates the collection that serves. A full run, or the first, fills a
+    new collection (or the one an interrupted full run left) and then switches the index to it.
+    Article counts compare with the index that served before; chunk counts with the collection written.
+    """
     started = time.perf_counter()
-    if full:
-        store.drop()
-    stored = {chunk.id: chunk.article_id for chunk in store.all_chunks()} if store.exists() else {}
+    store.reload()  # another process may have switched the index since this store last looked
+    try:
+        serving: PassageStore | None = store.current()
+    except NoIndexError:
+        serving = None
+    if serving is not None and not full:
+        serving.vectorstore()  # a ModelMismatchError before any work
+    served = serving.chunk_articles() if serving is not None else {}
+    target = serving if serving is not None and not full else store.begin_build()
+    stored = served if target is serving else target.chunk_articles()
     chunks = chunk_corpus(articles, store, max_tokens=max_tokens, overlap_tokens=overlap_tokens)
     wanted = {chunk.id for chunk in chunks}
 
     to_add = [chunk for chunk in chunks if chunk.id not in stored]
     to_remove = [chunk_id for chunk_id in stored if chunk_id not in wanted]
-    store.add(to_add, progress=progress)
-    store.delete(to_remove)
-    if not store.exists():
-        store.vectorstore(create=True)  # an empty corpus still leaves a valid, empty index
+    target.add(to_add, progress=progress)
+    target.delete(to_remove)
+    if target is serving:
+        store.drop_replaced()  # what an interrupted switch left
+    else:
+        store.switch_to(target)
 
-    before = set(stored.values())
+    before = set(served.values())
     after = {article.id for article in articles}
-    changed = {chunk.article_id for chunk in to_add} | {stored[chunk_id] for chunk_id in to_remove}
+    changed = {chunk.article_id for chunk in chunks if chunk.id not in served} | {
+        article_id for chunk_id, article_id in served.items() if chunk_id not in wanted
+    }
     added = after - before
     return IndexReport(
         articles=len(articles),

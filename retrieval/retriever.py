@@ -8,7 +8,9 @@ to the mean passage of that language (scaled by `centering`).
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Iterable
 
 import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -18,7 +20,9 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from retrieval.chunking import Chunk
 from retrieval.lexical import LexicalIndex, reciprocal_rank_fusion
-from retrieval.store import PassageStore
+from retrieval.store import IndexReplacedError, PassageStore
+
+logger = logging.getLogger(__name__)
 
 
 class Passage(BaseModel):
@@ -50,10 +54,11 @@ class Passage(BaseModel):
 
 
 class _Snapshot(BaseModel):
-    """What one query reads; replaced whole after indexing."""
+    """What one query reads: one collection and what was loaded from it; replaced whole after indexing."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
 
+    collection: PassageStore  # pinned to the collection the rest was loaded from
     chunks: dict[str, Chunk]
     lexical: LexicalIndex | None  # only when hybrid
     centroids: dict[str, np.ndarray]
@@ -71,47 +76,66 @@ class HybridRetriever(BaseRetriever):
 
     _snapshot: _Snapshot = PrivateAttr()
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _refreshing: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def model_post_init(self, context: object) -> None:
         self.refresh()
 
     def refresh(self) -> None:
-        """Reload the lexical index and language backgrounds from the store (after indexing)."""
-        chunks = {chunk.id: chunk for chunk in self.store.all_chunks()}
+        """Follow the index pointer and reload the lexical index and language backgrounds (after indexing)."""
+        with self._refreshing:
+            self._load()
+
+    def _load(self) -> None:
+        self.store.reload()
+        collection = self.store.current()
+        chunks = {chunk.id: chunk for chunk in collection.all_chunks()}
         snapshot = _Snapshot(
+            collection=collection,
             chunks=chunks,
             lexical=LexicalIndex(list(chunks), [chunk.text for chunk in chunks.values()]) if self.hybrid else None,
-            centroids=self.store.language_centroids(),
+            centroids=collection.language_centroids(),
         )
         with self._lock:
             self._snapshot = snapshot
+
+    def _replace(self, stale: _Snapshot) -> _Snapshot:
+        """A snapshot of the collection that replaced `stale`'s: loaded once, by the first query to find it gone."""
+        with self._refreshing:
+            if self._snapshot is stale:
+                self._load()
+                logger.info("the index was switched: answering from %s", self._snapshot.collection.collection_name)
+            return self._snapshot
+
+    @property
+    def collection_name(self) -> str:
+        """The Chroma collection answers come from now."""
+        return self._snapshot.collection.collection_name
 
     @property
     def chunk_count(self) -> int:
         return len(self._snapshot.chunks)
 
-    def _dense(self, query: np.ndarray, backgrounds: dict[str, float], n: int) -> dict[str, float]:
+    @staticmethod
+    def _dense(collection: PassageStore, query: np.ndarray, langs: Iterable[str], n: int) -> dict[str, float]:
         """Cosine scores of the best `n` passages of each language."""
-        vectorstore = self.store.vectorstore()
-        scores: dict[str, float] = {}
-        for lang in backgrounds:
-            # Despite its name, this returns Chroma's distances: cosine distance = 1 - cosine.
-            hits = vectorstore.similarity_search_by_vector_with_relevance_scores(
-                query.tolist(), k=n, filter={"lang": lang}
-            )
-            scores.update({document.id: 1.0 - distance for document, distance in hits})
-        return scores
+        return {chunk_id: score for lang in langs for chunk_id, score in collection.search(query.tolist(), n, lang)}
 
     def passages(self, question: str, k: int | None = None) -> list[Passage]:
-        k = k or self.k
         with self._lock:
             snapshot = self._snapshot
+        try:
+            return self._passages(snapshot, question, k or self.k)
+        except IndexReplacedError:  # a reindex switched the index and dropped the collection read
+            return self._passages(self._replace(snapshot), question, k or self.k)
+
+    def _passages(self, snapshot: _Snapshot, question: str, k: int) -> list[Passage]:
         if not snapshot.chunks:
             return []
         query = np.asarray(self.store.embeddings.embed_query(question), dtype=np.float32)
         backgrounds = {lang: self.centering * float(query @ c) for lang, c in snapshot.centroids.items()}
         n = min(max(self.candidates, k), len(snapshot.chunks))
-        scores = self._dense(query, backgrounds, n)
+        scores = self._dense(snapshot.collection, query, backgrounds, n)
 
         def relevance(chunk_id: str) -> float:
             return scores[chunk_id] - backgrounds[snapshot.chunks[chunk_id].lang]
@@ -123,9 +147,8 @@ class HybridRetriever(BaseRetriever):
         top = [chunk_id for chunk_id in ranking if chunk_id in snapshot.chunks][:k]
         missing = [chunk_id for chunk_id in top if chunk_id not in scores]
         if missing:  # lexical-only hits: score them by the same cosine as the dense ones
-            stored = self.store.collection().get(ids=missing, include=["embeddings"])
-            for chunk_id, vector in zip(stored["ids"], stored["embeddings"]):
-                scores[chunk_id] = float(np.asarray(vector) @ query)
+            for chunk_id, vector in snapshot.collection.vectors(missing).items():
+                scores[chunk_id] = float(vector @ query)
         return [
             Passage(
                 chunk=snapshot.chunks[chunk_id],
