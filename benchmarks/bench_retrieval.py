@@ -64,7 +64,7 @@ def questions() -> list[str]:
 
 def fill_synthetic(service: TalksService, size: int, rng: np.random.Generator) -> None:
     """Grow the collection to `size` chunks: copies of real chunks with jittered vectors."""
-    collection = service.store.collection()
+    collection = service.store.current().collection()
     real = collection.get(include=["embeddings", "documents", "metadatas"])
     vectors = np.asarray(real["embeddings"], dtype=np.float32)
     have = collection.count()
@@ -119,7 +119,11 @@ def main() -> None:
             "| LangChain `Chroma.similarity_search` p50 / p95 (ms) |",
             "|---:|---:|---:|---:|---:|",
         ]
-        plain = Chroma(client=service.store.client, collection_name=settings.collection_name, embedding_function=service.embeddings)
+        plain = Chroma(
+            client=service.store.client,
+            collection_name=service.store.current().collection_name,
+            embedding_function=service.embeddings,
+        )
         for size in sorted(args.sizes):
             fill_synthetic(service, size, rng)
             started = time.perf_counter()
@@ -132,7 +136,7 @@ def main() -> None:
             langchain = [timed_ms(lambda q=q: plain.similarity_search(q + " .", k=5), 1)[0] for q in sample]
             lines.append(
                 "| {:,} | {:.1f} | {:.0f} / {:.0f} | {:.0f} / {:.0f} | {:.0f} / {:.0f} |".format(
-                    service.store.count(), refresh_s, *percentiles(ours), *percentiles(full), *percentiles(langchain)
+                    service.store.current().count(), refresh_s, *percentiles(ours), *percentiles(full), *percentiles(langchain)
                 )
             )
         lines += ["", f"- peak memory (RSS) of the whole run: {peak_rss_mb():.0f} MB"]

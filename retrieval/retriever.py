@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections import Counter
 
 import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -23,6 +23,8 @@ from retrieval.lexical import LexicalIndex, reciprocal_rank_fusion
 from retrieval.store import IndexReplacedError, PassageStore
 
 logger = logging.getLogger(__name__)
+
+POOL_FACTOR = 4  # the unfiltered dense search looks this many times deeper than the candidates
 
 
 class Passage(BaseModel):
@@ -62,6 +64,7 @@ class _Snapshot(BaseModel):
     chunks: dict[str, Chunk]
     lexical: LexicalIndex | None  # only when hybrid
     centroids: dict[str, np.ndarray]
+    languages: dict[str, int]  # chunks per language
 
 
 class HybridRetriever(BaseRetriever):
@@ -95,6 +98,7 @@ class HybridRetriever(BaseRetriever):
             chunks=chunks,
             lexical=LexicalIndex(list(chunks), [chunk.text for chunk in chunks.values()]) if self.hybrid else None,
             centroids=collection.language_centroids(),
+            languages=dict(Counter(chunk.lang for chunk in chunks.values())),
         )
         with self._lock:
             self._snapshot = snapshot
@@ -117,9 +121,20 @@ class HybridRetriever(BaseRetriever):
         return len(self._snapshot.chunks)
 
     @staticmethod
-    def _dense(collection: PassageStore, query: np.ndarray, langs: Iterable[str], n: int) -> dict[str, float]:
-        """Cosine scores of the best `n` passages of each language."""
-        return {chunk_id: score for lang in langs for chunk_id, score in collection.search(query.tolist(), n, lang)}
+    def _dense(snapshot: _Snapshot, query: np.ndarray, n: int) -> dict[str, float]:
+        """Cosine scores of at least the best `n` passages of each language.
+
+        One unfiltered search over a wider pool usually holds `n` of every language; a search
+        filtered by language (an order of magnitude slower on large collections) runs only for
+        a language the pool came short of.
+        """
+        vector = query.tolist()
+        scores = dict(snapshot.collection.search(vector, min(n * POOL_FACTOR, len(snapshot.chunks))))
+        found = Counter(snapshot.chunks[chunk_id].lang for chunk_id in scores if chunk_id in snapshot.chunks)
+        for lang, total in snapshot.languages.items():
+            if found[lang] < min(n, total):
+                scores.update(snapshot.collection.search(vector, n, lang))
+        return scores
 
     def passages(self, question: str, k: int | None = None) -> list[Passage]:
         with self._lock:
@@ -135,7 +150,7 @@ class HybridRetriever(BaseRetriever):
         query = np.asarray(self.store.embeddings.embed_query(question), dtype=np.float32)
         backgrounds = {lang: self.centering * float(query @ c) for lang, c in snapshot.centroids.items()}
         n = min(max(self.candidates, k), len(snapshot.chunks))
-        scores = self._dense(snapshot.collection, query, backgrounds, n)
+        scores = self._dense(snapshot, query, n)
 
         def relevance(chunk_id: str) -> float:
             return scores[chunk_id] - backgrounds[snapshot.chunks[chunk_id].lang]

@@ -314,10 +314,10 @@ class PassageStore:
         }
 
     @_chroma_call
-    def search(self, vector: Sequence[float], k: int, lang: str) -> list[tuple[str, float]]:
-        """The `k` passages in `lang` nearest to `vector`, as (chunk id, cosine)."""
+    def search(self, vector: Sequence[float], k: int, lang: str | None = None) -> list[tuple[str, float]]:
+        """The `k` passages (in `lang`, if given) nearest to `vector`, as (chunk id, cosine)."""
         hits = self.vectorstore().similarity_search_by_vector_with_relevance_scores(
-            list(vector), k=k, filter={"lang": lang}
+            list(vector), k=k, filter={"lang": lang} if lang else None
         )
         # Despite its name, this returns Chroma's distances: cosine distance = 1 - cosine.
         return [(document.id or "", 1.0 - distance) for document, distance in hits]
