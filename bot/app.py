@@ -19,7 +19,8 @@ from telegram.ext import (
 
 from bot.deps import BotDeps, QuestionRateLimiter
 from bot.digests import catch_up, schedule_digests
-from bot.handlers import admin, basics, questions, subscriptions
+from bot.fetching import schedule_polling
+from bot.handlers import admin, basics, questions, sources, subscriptions
 from bot.startup import (
     BOTFATHER_HINT,
     BotStartError,
@@ -48,6 +49,11 @@ USER_COMMANDS: dict[str, dict[Lang, str]] = {
     "digest": {"en": "The latest articles now", "ar": "أحدث المقالات الآن"},
 }
 ADMIN_COMMANDS: dict[str, str] = {
+    "addsource": "Add a feed, sitemap or article page: /addsource URL [name]",
+    "removesource": "Remove a source: /removesource URL",
+    "listsources": "Sources: last fetch, status, articles",
+    "fetch": "Poll every source now",
+    "ingest": "Add one article now: /ingest URL",
     "reindex": "Reindex the corpus (/reindex full: from scratch)",
     "stats": "Index and usage statistics",
     "sources": "Articles in the index",
@@ -63,7 +69,7 @@ def _commands(lang: Lang) -> list[BotCommand]:
 
 
 async def register_commands(application: Application) -> None:
-    """setMyCommands: the user commands in Arabic and English; admins also see theirs."""
+    """setMyCommands: the user commands in Arabic and English; admins also see theirs (in English)."""
     bot = application.bot
     await bot.set_my_commands(_commands("en"))
     for lang in LANGUAGES:
@@ -73,9 +79,12 @@ async def register_commands(application: Application) -> None:
     ]
     for admin_id in application.bot_data["deps"].settings.admin_ids:
         try:
-            await bot.set_my_commands(
-                _commands("en") + admin_commands, scope=BotCommandScopeChat(admin_id)
-            )
+            for lang in (None, *LANGUAGES):
+                await bot.set_my_commands(
+                    _commands(lang or "en") + admin_commands,
+                    scope=BotCommandScopeChat(admin_id),
+                    language_code=lang,
+                )
         except (
             BadRequest,
             Forbidden,
@@ -88,6 +97,7 @@ async def post_init(application: Application) -> None:
     await register_commands(application)
     await asyncio.to_thread(catch_up, bot_deps.state, bot_deps.service)
     schedule_digests(application)
+    schedule_polling(application)
     logger.info("bot @%s ready", application.bot.username)
 
 
@@ -107,6 +117,11 @@ def add_handlers(application: Application) -> None:
         "stats": admin.on_stats,
         "sources": admin.on_sources,
         "feedback": admin.on_feedback,
+        "addsource": sources.on_addsource,
+        "removesource": sources.on_removesource,
+        "listsources": sources.on_listsources,
+        "ingest": sources.on_ingest,
+        "fetch": sources.on_fetch,
     }
     for name, callback in commands.items():
         application.add_handler(CommandHandler(name, callback, filters=new))

@@ -21,9 +21,10 @@ QUIT_WORDS = frozenset({"/quit", "/exit", "quit", "exit", ":q"})
 
 
 def answer_view(answer: Answer) -> Group:
-    """The answer, then its sources: title (a link where the terminal supports it), date,
-    source, url and the quoted sentence(s)."""
-    parts: list[Text] = [Text(answer.answer, style="" if answer.answered else "yellow")]
+    """The answer (after its note, if any), then its sources: title (a link where the terminal
+    supports it), date, source, url and the quoted sentence(s)."""
+    parts: list[Text] = [Text(answer.note, style="dim italic")] if answer.note else []
+    parts.append(Text(answer.answer, style="" if answer.answered else "yellow"))
     if not answer.answered:
         parts.append(
             Text(visible_text(text("decline_suggestion", answer.language)), style="dim")

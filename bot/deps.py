@@ -50,6 +50,7 @@ class BotDeps:
     index_stats: IndexStats
     limiter: QuestionRateLimiter
     reindex_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    fetch_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one poll of the sources at a time
 
     def is_admin(self, user_id: int | None) -> bool:
         return user_id is not None and user_id in self.settings.admin_ids

@@ -1,7 +1,8 @@
 """New-article digests: queued in SQLite when articles are indexed, sent by JobQueue jobs.
 
-Whoever indexes new articles (the admin's /reindex here, the sources fetcher in its own
-process) calls `enqueue_new_articles`; that only writes to SQLite. The bot's jobs send what
+Whoever indexes new articles (the admin's /reindex and the bot's polls of the sources here,
+`talks fetch` / `talks ingest` in their own process through `queue_digests`) calls
+`enqueue_new_articles`; that only writes to SQLite. The bot's jobs send what
 is pending: instant subscribers within `digest_check_seconds` (at once after a /reindex),
 daily subscribers at their time. Each (chat, article) is sent once: see `bot.state`.
 """
@@ -9,7 +10,7 @@ daily subscribers at their time. Each (chat, article) is sent once: see `bot.sta
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import time
 from zoneinfo import ZoneInfo
 
@@ -23,6 +24,7 @@ from bot.render import digest_messages
 from bot.state import BotState, Subscription
 from bot.texts import Lang, text
 from retrieval.service import ArticleInfo, TalksService
+from talks.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,24 @@ def enqueue_new_articles(
     if fresh:
         logger.info("queued %d new article(s) for subscribers", len(fresh))
     return fresh
+
+
+def queue_digests(
+    settings: Settings, article_ids: Sequence[str], service: TalksService | None = None
+) -> int:
+    """From a process other than the bot (`talks fetch`, `talks ingest`, e.g. run by cron): queue
+    digests of the newly indexed `article_ids` in the bot's state; the running bot sends them
+    within TALKS_DIGEST_CHECK_SECONDS. Before the bot's first run there is nobody to tell (and
+    the bot takes the index as its baseline), so nothing is done. Returns how many were queued."""
+    if not article_ids or not settings.state_db_path.exists():
+        return 0
+    state = BotState(settings.state_db_path)
+    try:
+        return len(
+            enqueue_new_articles(state, service or TalksService(settings), article_ids)
+        )
+    finally:
+        state.close()
 
 
 def catch_up(state: BotState, service: TalksService) -> None:

@@ -200,9 +200,11 @@ def _source_line(citation: Citation) -> str:
 
 
 def render_answer(answer: Answer) -> str:
-    """The answer with its [n] markers, then the sources: title (linked), date, short quote."""
+    """The answer with its [n] markers, then the sources: title (linked), date, short quote.
+    A note on how the answer was made (e.g. quotes because the LLM failed) comes first."""
     lang: Lang = answer.language
-    sections = [escape(answer.answer)]
+    sections = [f"<i>ℹ️ {escape(answer.note)}</i>"] if answer.note else []
+    sections.append(escape(answer.answer))
     if not answer.answered:
         sections.append(text("decline_suggestion", lang))
     if answer.citations:

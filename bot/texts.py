@@ -178,6 +178,64 @@ TEXTS: dict[str, dict[Lang, str]] = {
         ),
     },
     "no_feedback": {"en": "No 👎 feedback yet.", "ar": "لا توجد تقييمات 👎 بعد."},
+    "admin_how_to": {
+        "en": (
+            "<b>Admin commands</b>\n"
+            "/addsource URL [name] – add a feed, sitemap or article page\n"
+            "/removesource URL – remove a source\n"
+            "/listsources – sources: last fetch, status, articles\n"
+            "/fetch – poll every source now\n"
+            "/ingest URL – add one article now\n"
+            "/reindex [full] – reindex the corpus\n"
+            "/stats – index and usage statistics\n"
+            "/sources – articles in the index\n"
+            "/feedback – latest 👎 feedback"
+        ),
+        "ar": (
+            "<b>أوامر المشرفين</b>\n"
+            "‎/addsource URL [name]‎ – إضافة موجز أو خريطة موقع أو صفحة مقالة\n"
+            "‎/removesource URL‎ – حذف مصدر\n"
+            "/listsources – المصادر: آخر جلب وحالته وعدد المقالات\n"
+            "/fetch – جلب كل المصادر الآن\n"
+            "‎/ingest URL‎ – إضافة مقالة واحدة الآن\n"
+            "‎/reindex [full]‎ – إعادة فهرسة المقالات\n"
+            "/stats – إحصاءات الفهرس والاستخدام\n"
+            "/sources – المقالات في الفهرس\n"
+            "/feedback – آخر تقييمات 👎"
+        ),
+    },
+    # --- sources (admins) ---------------------------------------------------------
+    "usage": {"en": "Usage: {usage}", "ar": "الاستخدام: ‎{usage}‎"},
+    "source_checking": {"en": "⏳ Checking {url}…", "ar": "⏳ جارٍ فحص {url}…"},
+    "source_added": {
+        "en": "✅ {summary}\nIts articles come in with the next poll (within {minutes:g} min).",
+        "ar": "✅ {summary}\nستصل مقالاته مع الجلب التالي (خلال {minutes:g} دقيقة).",
+    },
+    "source_removed": {
+        "en": "🗑 Removed {label}; its articles stay in the corpus.",
+        "ar": "🗑 حُذف المصدر {label}؛ وتبقى مقالاته في المجموعة.",
+    },
+    "unknown_source": {
+        "en": "{url} is not a source. See /listsources.",
+        "ar": "{url} ليس مصدرًا. راجع /listsources.",
+    },
+    "no_sources": {
+        "en": "No sources yet: add one with /addsource URL.",
+        "ar": "لا توجد مصادر بعد: أضف مصدرًا بالأمر ‎/addsource URL‎.",
+    },
+    "sources_header": {"en": "<b>Sources</b> ({count})", "ar": "<b>المصادر</b> ({count})"},
+    "source_failed": {"en": "❌ {error}", "ar": "❌ تعذّر ذلك: {error}"},
+    "ingest_started": {"en": "⏳ Fetching {url}…", "ar": "⏳ جارٍ جلب {url}…"},
+    "ingest_done": {
+        "en": "{icon} {summary}\n{announced} new for subscribers.",
+        "ar": "{icon} {summary}\n{announced} جديدة للمشتركين.",
+    },
+    "fetch_started": {"en": "⏳ Polling the sources…", "ar": "⏳ جارٍ جلب المصادر…"},
+    "fetch_busy": {"en": "A fetch is already running.", "ar": "الجلب جارٍ بالفعل."},
+    "fetch_done": {
+        "en": "✅ {summary}; {announced} new for subscribers.\n{sources}",
+        "ar": "✅ {summary}؛ {announced} جديدة للمشتركين.\n{sources}",
+    },
 }
 
 

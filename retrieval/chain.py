@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 
 from corpus.text import detect_language
 from retrieval.answering import Answer, Answerer, RetrievedRef
-from retrieval.retriever import HybridRetriever
+from retrieval.retriever import HybridRetriever, Passage
 
 
 def _timed(step: str, function: Callable[[dict[str, Any]], Any]) -> Runnable:
@@ -25,12 +25,14 @@ def _timed(step: str, function: Callable[[dict[str, Any]], Any]) -> Runnable:
     return RunnableLambda(run, name=step)
 
 
-def _finish(state: dict[str, Any]) -> Answer:
-    """The answer to the question as asked (not the rewritten query), with its timings."""
-    timings = state["timings"]
-    return state["answer"].model_copy(
+def complete_answer(
+    answer: Answer, *, question: str, passages: Sequence[Passage], timings: dict[str, float]
+) -> Answer:
+    """The answer to the question as asked (not the rewritten query), with what was retrieved
+    and the steps' timings (used by the chain and by `TalksService.astream`)."""
+    return answer.model_copy(
         update={
-            "question": state["question"],
+            "question": question,
             "timings_ms": {**timings, "total": round(sum(timings.values()), 1)},
             "retrieved": [
                 RetrievedRef(
@@ -40,9 +42,15 @@ def _finish(state: dict[str, Any]) -> Answer:
                     source_name=p.chunk.source_name,
                     score=p.score,
                 )
-                for p in state["passages"]
+                for p in passages
             ],
         }
+    )
+
+
+def _finish(state: dict[str, Any]) -> Answer:
+    return complete_answer(
+        state["answer"], question=state["question"], passages=state["passages"], timings=state["timings"]
     )
 
 

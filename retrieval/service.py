@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Sequence
 from datetime import date
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from corpus.loaders import load_corpus
-from retrieval.answerers import build_answerer, condense_question
+from corpus.text import detect_language
+from retrieval.answerers import astream_answer, build_answerer, condense_question
 from retrieval.answering import Answer
-from retrieval.chain import build_answer_chain
+from retrieval.chain import build_answer_chain, complete_answer
 from retrieval.embeddings import SentenceTransformerEmbeddings
 from retrieval.indexing import IndexReport, index_articles
 from retrieval.retriever import HybridRetriever
@@ -72,6 +75,10 @@ def standalone_query(question: str, history: Sequence[Exchange]) -> str:
     return question
 
 
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
 class TalksService:
     """Loads the model once; safe to share between threads (indexing is serialised)."""
 
@@ -103,13 +110,21 @@ class TalksService:
     def has_index(self) -> bool:
         return self.store.exists()
 
-    def ask(self, question: str, *, history: Sequence[Exchange] = (), k: int | None = None) -> Answer:
+    def _checked(self, question: str) -> str:
         question = question.strip()
         if not question:
             raise QuestionError("the question is empty")
         if len(question) > self.settings.max_question_chars:
             raise QuestionError(f"the question is longer than {self.settings.max_question_chars} characters")
-        query = condense_question(self.answerer, history, question) or standalone_query(question, history)
+        return question
+
+    def _query(self, question: str, history: Sequence[Exchange]) -> str:
+        """The retrieval query: the follow-up rewritten by the LLM, else by `standalone_query`."""
+        return condense_question(self.answerer, history, question) or standalone_query(question, history)
+
+    def ask(self, question: str, *, history: Sequence[Exchange] = (), k: int | None = None) -> Answer:
+        question = self._checked(question)
+        query = self._query(question, history)
         chain = build_answer_chain(self.retriever, self.answerer)
         return chain.invoke({"question": question, "query": query, "k": k})
 
@@ -171,6 +186,30 @@ class TalksService:
             last_date=dates[-1] if dates else None,
             embedding_model=self.embeddings.name,
         )
+
+    async def astream(
+        self, question: str, *, history: Sequence[Exchange] = (), k: int | None = None
+    ) -> AsyncIterator[str | Answer]:
+        """`ask`, streamed: drafts of the answer while an LLM writes it (each the whole text so
+        far; none from the extractive answerer), then the final `Answer`, once, last.
+
+        Raises `QuestionError` (and the store's errors) before anything is yielded. The blocking
+        steps (follow-up rewriting, retrieval) run in worker threads.
+        """
+        question = self._checked(question)
+        query = await asyncio.to_thread(self._query, question, history)
+        started = time.perf_counter()
+        language = detect_language(question)
+        timings = {"language": _ms_since(started)}
+        started = time.perf_counter()
+        passages = await asyncio.to_thread(self.retriever.passages, query, k)
+        timings["passages"] = _ms_since(started)
+        started = time.perf_counter()
+        async for update in astream_answer(self.answerer, query, language, passages):
+            if isinstance(update, Answer):
+                timings["answer"] = _ms_since(started)
+                update = complete_answer(update, question=question, passages=passages, timings=timings)
+            yield update
 
 
 __all__ = ["Answer", "ArticleInfo", "Exchange", "IndexReport", "IndexStats", "NoIndexError", "QuestionError", "TalksService"]

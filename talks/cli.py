@@ -271,7 +271,17 @@ def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
     if report.index is not None:
         _print_index_report(report.index)
     out.print(report.summary, highlight=False)
+    _queue_digests(settings, report.new_article_ids)
     return 1 if report.failed else 0
+
+
+def _queue_digests(settings: Settings, article_ids: Sequence[str], service=None) -> None:
+    """New articles become digest items for the bot's subscribers (the running bot sends them)."""
+    from bot.digests import queue_digests
+
+    queued = queue_digests(settings, article_ids, service)
+    if queued:
+        out.print(f"{queued} new articles queued for the bot's subscribers", highlight=False)
 
 
 def _keywords(values: Sequence[str] | None) -> list[str]:
@@ -322,10 +332,12 @@ def cmd_sources_list(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from corpus.ingest import ingest_url
 
-    report = asyncio.run(ingest_url(settings, args.url))
+    service = _service(settings)  # indexes the article, then describes it for the bot's digests
+    report = asyncio.run(ingest_url(settings, args.url, service=service))
     if report.index is not None:
         _print_index_report(report.index)
     out.print(report.summary, highlight=False, markup=False)
+    _queue_digests(settings, report.new_article_ids, service)
     return 0
 
 

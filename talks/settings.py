@@ -141,12 +141,12 @@ class Settings(BaseSettings):
     sources_file: Path | None = Field(
         None, validation_alias=AliasChoices("TALKS_SOURCES_FILE", "sources_file")
     )  # default: <data_dir>/sources.yaml
-    poll_interval_minutes: int = Field(
+    poll_interval_minutes: float = Field(
         60, gt=0, validation_alias=AliasChoices("TALKS_POLL_INTERVAL_MINUTES", "poll_interval_minutes")
     )
-    poll_check_minutes: int = Field(
+    poll_check_minutes: float = Field(
         5, gt=0, validation_alias=AliasChoices("TALKS_POLL_CHECK_MINUTES", "poll_check_minutes")
-    )
+    )  # how often the bot polls the sources that are due (fractions allowed, e.g. 0.5)
     source_backoff_max_hours: float = Field(
         24.0, gt=0, validation_alias=AliasChoices("TALKS_SOURCE_BACKOFF_MAX_HOURS", "source_backoff_max_hours")
     )

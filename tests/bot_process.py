@@ -1,4 +1,5 @@
-"""The real bot process (`talks bot`) pointed at the fake Telegram server, for end-to-end tests."""
+"""The real bot process (`talks bot`) pointed at the fake Telegram server, for end-to-end tests,
+and the test's side of the conversation: users say things, the bot's replies are awaited."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from fake_telegram import FakeTelegram
 
 TALKS = str(Path(sys.executable).with_name("talks"))
 READY_TIMEOUT_S = 120  # model load + index build on a busy 2-core machine
+
+JSON = dict[str, Any]
 
 
 def bot_env(
@@ -108,3 +112,72 @@ class BotProcess:
             return self.process.wait(10)
         finally:
             self.process = None
+
+
+# --- the conversation -----------------------------------------------------------------
+
+
+def say(
+    fake: FakeTelegram, user: JSON, message: str, chat: JSON | None = None, **wait: Any
+) -> JSON:
+    """`user` writes `message`; returns the bot's first message after it."""
+    update = fake.send_text(user, message, chat)
+    return reply_to(fake, update, **wait)
+
+
+def command(
+    fake: FakeTelegram,
+    user: JSON,
+    name: str,
+    args: str = "",
+    chat: JSON | None = None,
+    **wait: Any,
+) -> JSON:
+    update = fake.send_command(user, name, args, chat)
+    return reply_to(fake, update, **wait)
+
+
+def reply_to(
+    fake: FakeTelegram, update: JSON, contains: str | None = None, timeout: float = 90
+) -> JSON:
+    message = update.get("message") or update["edited_message"]
+    return fake.wait_for_message(
+        message["chat"]["id"],
+        after=message["message_id"],
+        contains=contains,
+        timeout=timeout,
+    )
+
+
+def buttons(message: JSON) -> list[str]:
+    return [
+        b["callback_data"]
+        for row in message.get("reply_markup", {}).get("inline_keyboard", [])
+        for b in row
+    ]
+
+
+def count_containing(fake: FakeTelegram, chat_id: int, fragment: str) -> int:
+    return sum(fragment in (m.get("text") or "") for m in fake.sent(chat_id))
+
+
+def first_text(fake: FakeTelegram, message: JSON) -> str:
+    """What a bot message said when it was sent (before any edits)."""
+    for call in fake.calls("sendMessage"):
+        result = call["response"].get("result") or {}
+        if (
+            result.get("message_id") == message["message_id"]
+            and result["chat"]["id"] == message["chat"]["id"]
+        ):
+            return result["text"]
+    raise AssertionError(
+        f"message {message['message_id']} was not sent with sendMessage"
+    )
+
+
+def digests_of(fake: FakeTelegram, user: JSON, title: str) -> int:
+    """How many new-article digests carrying `title` the user received."""
+    return sum(
+        title in m.get("text", "") and "New articles" in m["text"]
+        for m in fake.sent(user["id"])
+    )

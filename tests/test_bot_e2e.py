@@ -17,10 +17,20 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from bot_process import BotProcess, bot_env
+from bot_process import (
+    JSON,
+    BotProcess,
+    bot_env,
+    buttons,
+    command,
+    count_containing,
+    digests_of,
+    first_text,
+    reply_to,
+    say,
+)
 from conftest import TEST_ARTICLES
 from fake_telegram import FakeTelegram
 
@@ -37,7 +47,6 @@ LATER_ARTICLES = ["osce_vienna_2022-01-13.md", "written_replies_2022-01-26.jsonl
 OSCE_TITLE = "OSCE talks in Vienna"
 REPLIES_TITLE = "US and NATO hand Russia written replies"
 
-JSON = dict[str, Any]
 
 
 @pytest.fixture(scope="module")
@@ -94,72 +103,6 @@ def group(fake: FakeTelegram) -> JSON:
     return fake.group_chat(GROUP_ID, "Talks readers")
 
 
-def say(
-    fake: FakeTelegram, user: JSON, message: str, chat: JSON | None = None, **wait: Any
-) -> JSON:
-    """`user` writes `message`; returns the bot's first message after it."""
-    update = fake.send_text(user, message, chat)
-    return reply_to(fake, update, **wait)
-
-
-def command(
-    fake: FakeTelegram,
-    user: JSON,
-    name: str,
-    args: str = "",
-    chat: JSON | None = None,
-    **wait: Any,
-) -> JSON:
-    update = fake.send_command(user, name, args, chat)
-    return reply_to(fake, update, **wait)
-
-
-def reply_to(
-    fake: FakeTelegram, update: JSON, contains: str | None = None, timeout: float = 90
-) -> JSON:
-    message = update.get("message") or update["edited_message"]
-    return fake.wait_for_message(
-        message["chat"]["id"],
-        after=message["message_id"],
-        contains=contains,
-        timeout=timeout,
-    )
-
-
-def buttons(message: JSON) -> list[str]:
-    return [
-        b["callback_data"]
-        for row in message.get("reply_markup", {}).get("inline_keyboard", [])
-        for b in row
-    ]
-
-
-def count_containing(fake: FakeTelegram, chat_id: int, fragment: str) -> int:
-    return sum(fragment in (m.get("text") or "") for m in fake.sent(chat_id))
-
-
-def first_text(fake: FakeTelegram, message: JSON) -> str:
-    """What a bot message said when it was sent (before any edits)."""
-    for call in fake.calls("sendMessage"):
-        result = call["response"].get("result") or {}
-        if (
-            result.get("message_id") == message["message_id"]
-            and result["chat"]["id"] == message["chat"]["id"]
-        ):
-            return result["text"]
-    raise AssertionError(
-        f"message {message['message_id']} was not sent with sendMessage"
-    )
-
-
-def digests_of(fake: FakeTelegram, user: JSON, title: str) -> int:
-    """How many new-article digests carrying `title` the user received."""
-    return sum(
-        title in m.get("text", "") and "New articles" in m["text"]
-        for m in fake.sent(user["id"])
-    )
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -210,7 +153,11 @@ def test_startup_builds_the_index_and_registers_commands(
     } <= english.keys()
     assert arabic.keys() == english.keys() and arabic["ask"] != english["ask"]
     admin_scope = {"type": "chat", "chat_id": ADMIN_ID}
-    assert "reindex" in {c["command"] for c in fake.commands(admin_scope)}
+    admin = {c["command"] for c in fake.commands(admin_scope)}
+    assert {"reindex", "addsource", "removesource", "listsources", "ingest"} <= admin
+    assert english.keys() < admin
+    arabic_admin = {c["command"]: c["description"] for c in fake.commands(admin_scope, "ar")}
+    assert arabic_admin.keys() == admin and arabic_admin["ask"] == arabic["ask"]
     assert "reindex" not in english
 
 

@@ -189,6 +189,14 @@ def test_decline_suggests_questions() -> None:
     assert text("example_1", "en") in visible and "Sources" not in visible
 
 
+def test_a_note_comes_first_in_italics() -> None:
+    note = "The language model did not respond, so here are <quotes> instead."
+    noted = answer([citation()]).model_copy(update={"note": note})
+    visible, entities = parse_html(render_answer(noted))
+    assert visible.startswith(f"ℹ️ {note}\n\nAn answer [1].")
+    assert entities[0]["type"] == "italic" and entity_text(visible, entities[0]).endswith("instead.")
+
+
 def test_long_quote_is_shortened_in_the_sources_block() -> None:
     quote = "word " * 200
     visible = shown(render_answer(answer([citation(quote=quote, passage=quote)])))

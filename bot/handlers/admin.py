@@ -1,4 +1,5 @@
-"""Admin commands (TALKS_ADMIN_IDS only): /reindex [full], /stats, /sources, /feedback."""
+"""Admin commands (TALKS_ADMIN_IDS only): /reindex [full], /stats, /sources, /feedback
+(the sources to fetch from: `bot.handlers.sources`)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from telegram import Message, Update
 from telegram.ext import ContextTypes
 
 from bot.deps import deps, ui_lang
-from bot.digests import enqueue_new_articles, send_instant_soon
+from bot.fetching import corpus_changed
 from bot.handlers.basics import reply
-from bot.messaging import edit_html, send_html
+from bot.messaging import edit_html, finish_html, send_html
 from bot.render import escape, link, shorten
 from bot.texts import Lang, text
 from retrieval.indexing import IndexReport
@@ -74,7 +75,7 @@ class ProgressMessage:
                 await asyncio.wrap_future(edit)
             except Exception:
                 logger.warning("a reindex progress edit failed", exc_info=True)
-        await edit_html(self.message, markup)
+        await finish_html(self.message.get_bot(), self.message, markup)
 
 
 def report_text(report: IndexReport, lang: Lang, mode: str, announced: int) -> str:
@@ -113,12 +114,8 @@ async def run_reindex(
             report = await asyncio.to_thread(
                 bot_deps.service.index, full=full, progress=progress.update
             )
-            bot_deps.index_stats = await asyncio.to_thread(bot_deps.service.stats)
-            fresh = await asyncio.to_thread(
-                enqueue_new_articles,
-                bot_deps.state,
-                bot_deps.service,
-                report.new_article_ids,
+            announced = await corpus_changed(
+                context.application, report.new_article_ids
             )
         except Exception as error:
             logger.exception("reindex failed")
@@ -126,9 +123,7 @@ async def run_reindex(
                 text("reindex_failed", progress.lang, error=escape(str(error)))
             )
             return
-    if fresh:
-        send_instant_soon(context.job_queue)
-    await progress.finish(report_text(report, progress.lang, progress.mode, len(fresh)))
+    await progress.finish(report_text(report, progress.lang, progress.mode, announced))
 
 
 @admin_only

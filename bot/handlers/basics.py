@@ -48,8 +48,15 @@ async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def on_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """What the bot knows and how to ask; admins also see their commands (in private only)."""
     lang = ui_lang(update, context)
-    await reply(update, context, about(context, lang) + "\n\n" + text("how_to", lang))
+    sections = [about(context, lang), text("how_to", lang)]
+    user = update.effective_user
+    if update.effective_chat.type == ChatType.PRIVATE and deps(context).is_admin(
+        user.id if user else None
+    ):
+        sections.append(text("admin_how_to", lang))
+    await reply(update, context, "\n\n".join(sections))
 
 
 async def on_lang(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 import re
 import time
+from collections.abc import Sequence
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram.constants import ChatType
 from telegram.ext import ContextTypes, filters
 
 from bot.deps import deps, ui_lang
-from bot.messaging import edit_html, send_html, typing
+from bot.messaging import DraftStream, edit_html, send_html, typing
 from bot.render import passage_pages, render_answer
 from bot.texts import text
 from retrieval.answering import Answer
-from retrieval.service import QuestionError
+from retrieval.service import Exchange, QuestionError, TalksService
 from retrieval.store import StoreError
 
 logger = logging.getLogger(__name__)
@@ -88,10 +90,34 @@ def pages_keyboard(
     return InlineKeyboardMarkup([buttons])
 
 
+async def streamed_answer(
+    service: TalksService,
+    question: str,
+    history: Sequence[Exchange],
+    drafts: DraftStream | None,
+) -> Answer:
+    """The service's answer to `question`; the drafts it streams while an LLM writes (none
+    from the extractive answerer) are shown through `drafts` when given."""
+    try:
+        async with contextlib.aclosing(
+            service.astream(question, history=history)
+        ) as updates:
+            async for update in updates:
+                if isinstance(update, Answer):
+                    return update
+                if drafts is not None:
+                    drafts.show(update)
+    finally:
+        if drafts is not None:
+            await drafts.stop()
+    raise RuntimeError("the answer stream ended without an answer")
+
+
 async def answer_question(
     update: Update, context: ContextTypes.DEFAULT_TYPE, question: str
 ) -> None:
-    """Check the question, answer it off the event loop, send the answer with its buttons."""
+    """Check the question, answer it (streaming drafts in private chats), send the final
+    answer once with its buttons."""
     bot_deps = deps(context)
     lang = ui_lang(update, context)
     message, chat, user = (
@@ -130,11 +156,16 @@ async def answer_question(
             )
         return
     history = bot_deps.state.last_exchange(chat.id)
+    drafts = (
+        DraftStream(context.bot, chat.id, draft_id=message.message_id)
+        if chat.type == ChatType.PRIVATE
+        else None
+    )
     started = time.perf_counter()
     async with typing(context.bot, chat.id):
         try:
-            answer = await asyncio.to_thread(
-                bot_deps.service.ask, question, history=history
+            answer = await streamed_answer(
+                bot_deps.service, question, history, drafts
             )
         except QuestionError as error:
             logger.info("question refused: %s", error)
