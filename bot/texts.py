@@ -98,6 +98,10 @@ TEXTS: dict[str, dict[Lang, str]] = {
         "en": "My article index is being rebuilt. Please try again in a minute.",
         "ar": "يجري الآن إعادة بناء فهرس المقالات. يُرجى المحاولة بعد دقيقة.",
     },
+    "store_unavailable": {
+        "en": "My article index is temporarily unavailable. Please try again in a few minutes.",
+        "ar": "فهرس المقالات غير متاح مؤقتًا. يُرجى المحاولة بعد بضع دقائق.",
+    },
     "error": {
         "en": "Sorry, something went wrong on my side. Please try again.",
         "ar": "عذرًا، حدث خطأ من جهتي. يُرجى المحاولة مجددًا.",

@@ -28,8 +28,8 @@ from talks.settings import Settings
 logger = logging.getLogger(__name__)
 
 # Follow-ups lean on the previous question: "and what did NATO say?", "وماذا عن الناتو؟".
-_FOLLOW_UP_START = re.compile(r"^(?:and|but|what about|how about|so|also|و|ف|ماذا عن|وماذا|وما|وهل|ثم)\b|^و", re.I)
-_FOLLOW_UP_PRONOUN = re.compile(r"\b(?:he|she|they|them|him|her|it|that|this|those|his|their)\b|(?:\bهو\b|\bهي\b|\bهم\b|ه\b)", re.I)
+_FOLLOW_UP_START = re.compile(r"^(?:and|but|what about|how about|so|also|و|ف|ماذا عن|وماذا|وما|وهل|ثم)\b|^و", re.IGNORECASE)
+_FOLLOW_UP_PRONOUN = re.compile(r"\b(?:he|she|they|them|him|her|it|that|this|those|his|their)\b|(?:\bهو\b|\bهي\b|\bهم\b|ه\b)", re.IGNORECASE)
 FOLLOW_UP_MAX_WORDS = 8
 LEAD_SENTENCES = 2
 

@@ -18,7 +18,7 @@ from bot.render import passage_pages, render_answer
 from bot.texts import text
 from retrieval.answering import Answer
 from retrieval.service import Exchange, QuestionError, TalksService
-from retrieval.store import StoreError
+from retrieval.store import StoreError, StoreUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +175,10 @@ async def answer_question(
                 text("empty_question", lang),
                 reply_to=message.message_id,
             )
+            return
+        except StoreUnavailableError as error:  # e.g. the Chroma server is down
+            logger.warning("index unavailable: %s", error)
+            await send_html(context.bot, chat.id, text("store_unavailable", lang), reply_to=message.message_id)
             return
         except Exception as error:
             # A full reindex replaces the index under running questions (see /reindex).
