@@ -48,12 +48,6 @@ class Passage(BaseModel):
             metadata={**self.chunk.metadata(), "rank": self.rank, "score": self.score, "background": self.background},
         )
 
-    @classmethod
-    def from_document(cls, document: Document) -> Passage:
-        metadata = dict(document.metadata)
-        scores = {key: metadata.pop(key) for key in ("rank", "score", "background")}
-        return cls(chunk=Chunk.from_stored(document.id or "", document.page_content, metadata), **scores)
-
 
 class _Snapshot(BaseModel):
     """What one query reads: one collection and what was loaded from it; replaced whole after indexing."""

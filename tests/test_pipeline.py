@@ -146,3 +146,9 @@ def test_hybrid_retrieval_fuses_bm25_over_normalised_arabic(service: TalksServic
     assert "Lukashevich" in hybrid.passages("Lukashevich")[0].chunk.text
     # Spelled without hamza: BM25 folds the forms, so the passage is still found.
     assert any("الإستراتيجي" in p.chunk.text for p in hybrid.passages("الحوار الاستراتيجي"))
+
+
+def test_the_retriever_is_a_langchain_retriever(service: TalksService) -> None:
+    documents = service.retriever.invoke("Who chaired the OSCE in January 2022?")
+    assert [d.metadata["rank"] for d in documents] == list(range(1, len(documents) + 1))
+    assert all(d.page_content and 0 < d.metadata["score"] <= 1 for d in documents)
