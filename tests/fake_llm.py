@@ -34,15 +34,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal
 
 from aiohttp import web
+from local_server import LocalServer
 
 __all__ = ["FakeLLM", "Received", "Reply", "cited_reply", "is_arabic"]
 
@@ -124,19 +124,20 @@ def cited_reply(request: Received) -> Reply:
     return Reply(text)
 
 
-class FakeLLM:
+class FakeLLM(LocalServer):
     """An OpenAI-compatible and Ollama chat server on 127.0.0.1 with scripted replies."""
 
+    name = "fake LLM server"
+    # A slow reply's handler is cancelled when its client goes away.
+    runner_options: ClassVar[dict[str, Any]] = {"shutdown_timeout": 0.5, "handler_cancellation": True}
+
     def __init__(self, responder: Callable[[Received], Reply] = cited_reply, *, model: str = "fake-model") -> None:
+        super().__init__()
         self.responder = responder
         self.model = model
-        self.port: int | None = None
         self._lock = threading.Lock()
         self._script: deque[Reply] = deque()
         self._requests: list[Received] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -155,32 +156,6 @@ class FakeLLM:
     def ollama_base_url(self) -> str:
         """What to pass as ``base_url`` to an Ollama client."""
         return self.base_url
-
-    def start(self) -> None:
-        """Bind a free port on 127.0.0.1 and serve in a background thread."""
-        if self._thread is not None:
-            raise RuntimeError("FakeLLM is already started")
-        sock = socket.create_server(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, args=(sock, ready), name="fake-llm", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the fake LLM server did not start")
-
-    def stop(self) -> None:
-        if self._thread is None:
-            return
-        if self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
-        self._thread.join(10)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ scripting and inspection
 
@@ -208,31 +183,11 @@ class FakeLLM:
 
     # ------------------------------------------------------------------ serving
 
-    def _serve(self, sock: socket.socket, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._run_site(sock, ready))
-            # Replies still sleeping (a slow reply nobody waits for any more) end with the server.
-            leftovers = asyncio.all_tasks(loop)
-            for task in leftovers:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
-        finally:
-            loop.close()
-
-    async def _run_site(self, sock: socket.socket, ready: threading.Event) -> None:
-        self._stopping = asyncio.Event()
+    def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle_openai)
         app.router.add_post("/api/chat", self._handle_ollama)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handler_cancellation=True)
-        await runner.setup()
-        await web.SockSite(runner, sock).start()
-        ready.set()
-        await self._stopping.wait()
-        await runner.cleanup()
+        return app
 
     async def _receive(self, api: Literal["openai", "ollama"], request: web.Request) -> tuple[Received, Reply]:
         received = Received(api, request.path, await request.json(), dict(request.headers))

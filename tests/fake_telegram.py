@@ -32,17 +32,17 @@ import functools
 import json
 import logging
 import re
-import socket
 import string
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, TypeVar
 
 import telegram
 from aiohttp import BodyPartReader, web
+from local_server import LocalServer
 
 __all__ = ["ApiError", "EntityParseError", "FakeTelegram", "parse_html", "utf16_len"]
 
@@ -571,16 +571,19 @@ class _StoredFile:
     data: bytes
 
 
-class FakeTelegram:
+class FakeTelegram(LocalServer):
     """A fake Bot API server plus the controls a test needs to play Telegram's users.
 
     Thread-safe: every public method may be called from any thread while the bot
     talks to the server.  Dicts handed out are copies; mutate them freely.
     """
 
+    name = "fake Telegram server"
+
     def __init__(
         self, token: str = "123456:TEST-token", bot_username: str = "talks_test_bot"
     ) -> None:
+        super().__init__()
         self.token = token
         self.bot_user: JSON = {
             "id": int(token.partition(":")[0]),  # a bot's id is its token's prefix
@@ -588,7 +591,6 @@ class FakeTelegram:
             "first_name": "Talks Test Bot",
             "username": bot_username,
         }
-        self.port: int | None = None
         self._cond = threading.Condition(threading.RLock())
         self._closed = False
         self._update_id = 1
@@ -609,9 +611,6 @@ class FakeTelegram:
         self._commands: dict[tuple[str, str], list[JSON]] = {}
         self._webhook: JSON = {"url": "", "has_custom_certificate": False}
         self._files: dict[str, _StoredFile] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
         self._handlers: dict[str, Callable[[JSON], Any]] = {
             "getMe": self._api_get_me,
             "sendMessage": self._api_send_message,
@@ -648,20 +647,7 @@ class FakeTelegram:
         return f"http://127.0.0.1:{self._require_port()}/file/bot"
 
     def start(self) -> None:
-        """Bind a free port on 127.0.0.1 and serve in a background thread."""
-        if self._thread is not None:
-            raise RuntimeError(
-                "FakeTelegram is already started (and cannot be restarted)"
-            )
-        sock = socket.create_server(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        ready = threading.Event()
-        self._thread = threading.Thread(
-            target=self._serve, args=(sock, ready), name="fake-telegram", daemon=True
-        )
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the fake Telegram server did not start")
+        super().start()
         _LOGGER.info("fake Telegram Bot API listening on %s", self.base_url)
 
     def stop(self) -> None:
@@ -669,18 +655,7 @@ class FakeTelegram:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        if self._thread is None:
-            return
-        if self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
-        self._thread.join(10)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        super().stop()
 
     # ------------------------------------------------------------------ users and chats
 
@@ -983,32 +958,16 @@ class FakeTelegram:
             raise RuntimeError("FakeTelegram.start() has not been called")
         return self.port
 
-    def _serve(self, sock: socket.socket, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
+    def prepare_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         # Long polls park a worker thread each; keep enough of them around.
-        loop.set_default_executor(
-            ThreadPoolExecutor(max_workers=32, thread_name_prefix="fake-telegram-poll")
-        )
-        try:
-            loop.run_until_complete(self._run_site(sock, ready))
-        finally:
-            loop.run_until_complete(loop.shutdown_default_executor())
-            loop.close()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="fake-telegram-poll"))
 
-    async def _run_site(self, sock: socket.socket, ready: threading.Event) -> None:
-        self._stopping = asyncio.Event()
+    def build_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle_api)
         app.router.add_get("/file/bot{token}/{path:.+}", self._handle_file)
         app.router.add_route("*", "/{tail:.*}", self._handle_not_found)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        await web.SockSite(runner, sock).start()
-        ready.set()
-        await self._stopping.wait()
-        await runner.cleanup()
+        return app
 
     @staticmethod
     def _json_response(status: int, body: JSON) -> web.Response:

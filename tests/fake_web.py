@@ -21,14 +21,13 @@ Usage::
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
 
 from aiohttp import web
+from local_server import LocalServer
 
 __all__ = ["WEB_DATA", "FakeWeb", "Route"]
 
@@ -50,43 +49,19 @@ class Route:
     declare_length: bool = False  # send Content-Length for the streamed body
 
 
-class FakeWeb:
+class FakeWeb(LocalServer):
     """Serves `Route`s on 127.0.0.1; configure it from any thread."""
 
+    name = "fake web server"
+
     def __init__(self) -> None:
-        self.port: int | None = None
+        super().__init__()
         self._routes: dict[str, Route] = {}
         self._hits: Counter[str] = Counter()
         self._headers: dict[str, list[dict[str, str]]] = {}
         self._sent: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
 
-    # --- lifecycle ---------------------------------------------------------------------
-
-    def start(self) -> None:
-        sock = socket.create_server(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, args=(sock, ready), name="fake-web", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the fake web server did not start")
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:
@@ -163,30 +138,10 @@ class FakeWeb:
 
     # --- serving ---------------------------------------------------------------------------
 
-    def _serve(self, sock: socket.socket, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._run_site(sock, ready))
-            # Handlers still waiting (a slow response whose client gave up) end with the loop.
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        finally:
-            loop.close()
-
-    async def _run_site(self, sock: socket.socket, ready: threading.Event) -> None:
-        self._stopping = asyncio.Event()
+    def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("GET", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        await web.SockSite(runner, sock).start()
-        ready.set()
-        await self._stopping.wait()
-        await runner.cleanup()
+        return app
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
