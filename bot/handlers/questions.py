@@ -127,33 +127,22 @@ async def answer_question(
     )
     if message is None or chat is None or user is None:
         return
+
+    async def say_back(key: str, **values: object) -> None:
+        await send_html(context.bot, chat.id, text(key, lang, **values), reply_to=message.message_id)
+
     question = question.strip()
     limit = bot_deps.settings.max_question_chars
     if not question:
-        await send_html(
-            context.bot,
-            chat.id,
-            text("empty_question", lang),
-            reply_to=message.message_id,
-        )
+        await say_back("empty_question")
         return
     if len(question) > limit:
-        await send_html(
-            context.bot,
-            chat.id,
-            text("too_long", lang, length=len(question), limit=limit),
-            reply_to=message.message_id,
-        )
+        await say_back("too_long", length=len(question), limit=limit)
         return
     if not await bot_deps.limiter.admit(user.id):
         logger.info("rate limit: user %s", user.id)
         if bot_deps.limiter.should_tell(user.id):
-            await send_html(
-                context.bot,
-                chat.id,
-                text("rate_limited", lang),
-                reply_to=message.message_id,
-            )
+            await say_back("rate_limited")
         return
     history = bot_deps.state.last_exchange(chat.id)
     drafts = (
@@ -169,28 +158,18 @@ async def answer_question(
             )
         except QuestionError as error:
             logger.info("question refused: %s", error)
-            await send_html(
-                context.bot,
-                chat.id,
-                text("empty_question", lang),
-                reply_to=message.message_id,
-            )
+            await say_back("empty_question")
             return
         except StoreUnavailableError as error:  # e.g. the Chroma server is down
             logger.warning("index unavailable: %s", error)
-            await send_html(context.bot, chat.id, text("store_unavailable", lang), reply_to=message.message_id)
+            await say_back("store_unavailable")
             return
         except Exception as error:
             # A full reindex replaces the index under running questions (see /reindex).
             if not (isinstance(error, StoreError) or bot_deps.reindex_lock.locked()):
                 raise
             logger.warning("no index to answer from: %r", error)
-            await send_html(
-                context.bot,
-                chat.id,
-                text("no_index", lang),
-                reply_to=message.message_id,
-            )
+            await say_back("no_index")
             return
     duration_ms = (time.perf_counter() - started) * 1000
     answer_id = bot_deps.state.record_answer(chat.id, user.id, answer, duration_ms)
