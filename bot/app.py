@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from urllib.parse import urlsplit
 
@@ -31,6 +32,8 @@ from bot.startup import (
 from bot.state import BotState
 from bot.texts import LANGUAGES, Lang
 from retrieval.service import TalksService
+from talks.health import service_health
+from talks.metrics import record_index, serve_operations
 from talks.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -58,6 +61,7 @@ ADMIN_COMMANDS: dict[str, str] = {
     "stats": "Index and usage statistics",
     "sources": "Articles in the index",
     "feedback": "Latest 👎 feedback",
+    "health": "Index, model, Chroma, state database, last fetch",
 }
 
 
@@ -98,6 +102,7 @@ async def post_init(application: Application) -> None:
     await asyncio.to_thread(catch_up, bot_deps.state, bot_deps.service)
     schedule_digests(application)
     schedule_polling(application)
+    record_index(bot_deps.index_stats)
     logger.info("bot @%s ready", application.bot.username)
 
 
@@ -117,6 +122,7 @@ def add_handlers(application: Application) -> None:
         "stats": admin.on_stats,
         "sources": admin.on_sources,
         "feedback": admin.on_feedback,
+        "health": admin.on_health,
         "addsource": sources.on_addsource,
         "removesource": sources.on_removesource,
         "listsources": sources.on_listsources,
@@ -167,7 +173,7 @@ def build_application(
         service=service,
         state=state,
         index_stats=service.stats(),
-        limiter=QuestionRateLimiter(settings.rate_limit_per_minute),
+        limiter=QuestionRateLimiter(state, settings.rate_limit_per_minute),
     )
     add_handlers(application)
     return application
@@ -180,8 +186,9 @@ def run_bot(settings: Settings, webhook_url: str | None = None) -> None:
         logging.WARNING
     )  # else a line per job run
     service = load_service(settings)
-    state = BotState(settings.state_db_path)
+    state = BotState.from_settings(settings)
     application = build_application(settings, service, state)
+    endpoint = serve_operations(settings, lambda: service_health(settings, service))
     try:
         if webhook_url:
             secret = (
@@ -218,4 +225,9 @@ def run_bot(settings: Settings, webhook_url: str | None = None) -> None:
             f"cannot reach Telegram at {settings.telegram_api_base_url}: {error.message}"
         ) from None
     finally:
+        if endpoint is not None:
+            endpoint.shutdown()
         state.close()
+        # The process exits next: spare the interpreter's last garbage collections the model's
+        # half a million objects, 5 to 20 s of CPU that would outlast a supervisor's SIGTERM grace.
+        gc.freeze()

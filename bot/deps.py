@@ -1,45 +1,28 @@
-"""What every handler shares: settings, the answering service, the SQLite state, limits."""
+"""What every handler shares: settings, the answering service, the state database, limits."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
 
-from aiolimiter import AsyncLimiter
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from bot.state import BotState
+from bot.state import Admission, BotState
 from bot.texts import Lang
 from retrieval.service import IndexStats, TalksService
 from talks.settings import Settings
 
 
 class QuestionRateLimiter:
-    """Per-user leaky bucket: `per_minute` questions in a burst, then one every 60/`per_minute` s.
+    """The per-user question limit, kept in the shared state so that every worker counts alike
+    (see `BotState.admit_question`)."""
 
-    A limited user is told once; they are told again only after they could ask once more.
-    """
+    def __init__(self, state: BotState, per_minute: int) -> None:
+        self.state, self.per_minute = state, per_minute
 
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self._buckets: dict[int, AsyncLimiter] = {}
-        self._told: set[int] = set()
-
-    async def admit(self, user_id: int) -> bool:
-        bucket = self._buckets.setdefault(user_id, AsyncLimiter(self.per_minute, 60))
-        if not bucket.has_capacity():
-            return False
-        self._told.discard(user_id)
-        await bucket.acquire()
-        return True
-
-    def should_tell(self, user_id: int) -> bool:
-        """True the first time a limited user is refused."""
-        if user_id in self._told:
-            return False
-        self._told.add(user_id)
-        return True
+    async def admit(self, user_id: int) -> Admission:
+        return await asyncio.to_thread(self.state.admit_question, user_id, self.per_minute)
 
 
 @dataclass

@@ -1,8 +1,8 @@
-"""New-article digests: queued in SQLite when articles are indexed, sent by JobQueue jobs.
+"""New-article digests: queued in the state database when articles are indexed, sent by JobQueue jobs.
 
 Whoever indexes new articles (the admin's /reindex and the bot's polls of the sources here,
 `talks fetch` / `talks ingest` in their own process through `queue_digests`) calls
-`enqueue_new_articles`; that only writes to SQLite. The bot's jobs send what
+`enqueue_new_articles`; that only writes to the state. The bot's jobs send what
 is pending: instant subscribers within `digest_check_seconds` (at once after a /reindex),
 daily subscribers at their time. Each (chat, article) is sent once: see `bot.state`.
 """
@@ -24,6 +24,7 @@ from bot.render import digest_messages
 from bot.state import BotState, Subscription
 from bot.texts import Lang, text
 from retrieval.service import ArticleInfo, TalksService
+from talks.metrics import DIGEST_DELIVERIES
 from talks.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -67,26 +68,25 @@ def queue_digests(
     digests of the newly indexed `article_ids` in the bot's state; the running bot sends them
     within TALKS_DIGEST_CHECK_SECONDS. Before the bot's first run there is nobody to tell (and
     the bot takes the index as its baseline), so nothing is done. Returns how many were queued."""
-    if not article_ids or not settings.state_db_path.exists():
+    if not article_ids:
         return 0
-    state = BotState(settings.state_db_path)
+    state = BotState.from_settings(settings)
     try:
-        return len(
-            enqueue_new_articles(state, service or TalksService(settings), article_ids)
-        )
+        if state.announced_count() == 0:
+            return 0
+        return len(enqueue_new_articles(state, service or TalksService(settings), article_ids))
     finally:
         state.close()
 
 
 def catch_up(state: BotState, service: TalksService) -> None:
-    """At startup: resume digests a stopped process left half-sent, and queue articles that were
-    indexed while the bot was not running (on the very first run, the index is the baseline)."""
-    released = state.release_claims()
+    """At startup: queue articles that were indexed while the bot was not running (on the very
+    first run, the index is the baseline). Digests a stopped worker left half-sent are claimed
+    again once their lease expires (see BotState)."""
     first_run = state.announced_count() == 0
     fresh = state.announce(service.articles(), notify=not first_run)
     logger.info(
-        "digests: %d interrupted deliveries resumed, %d article(s) %s",
-        released,
+        "digests: %d article(s) %s",
         len(fresh),
         "recorded as the baseline" if first_run else "new since the last run",
     )
@@ -107,13 +107,16 @@ async def deliver_digest(bot: Bot, state: BotState, chat_id: int, lang: Lang) ->
                     "chat %s is unavailable (%s): unsubscribed", chat_id, error.message
                 )
                 state.unsubscribe(chat_id, reason="blocked")
+                DIGEST_DELIVERIES.labels("chat_gone").inc()
             else:
                 logger.warning(
                     "digest to chat %s failed (%s); will retry", chat_id, error
                 )
                 state.release(chat_id, unsent)
+                DIGEST_DELIVERIES.labels("failed").inc()
             return sent
         state.mark_sent(chat_id, ids, message.message_id)
+        DIGEST_DELIVERIES.labels("sent").inc()
         unsent -= set(ids)
         sent += len(ids)
     return sent

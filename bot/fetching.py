@@ -14,6 +14,7 @@ from bot.deps import BotDeps, deps
 from bot.digests import enqueue_new_articles, send_instant_soon
 from corpus.ingest import FetchReport, fetch_all
 from corpus.sources import SourcesFileError
+from talks.metrics import record_fetch, record_index
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ async def corpus_changed(application: Application, new_article_ids: Sequence[str
     the new articles and send the instant ones now. Returns how many articles were queued."""
     bot_deps: BotDeps = application.bot_data["deps"]
     bot_deps.index_stats = await asyncio.to_thread(bot_deps.service.stats)
+    record_index(bot_deps.index_stats)
     fresh = await asyncio.to_thread(
         enqueue_new_articles, bot_deps.state, bot_deps.service, new_article_ids
     )
@@ -43,6 +45,7 @@ async def fetch_sources(
         report = await fetch_all(
             bot_deps.settings, service=bot_deps.service, due_only=due_only
         )
+        record_fetch(report)
         announced = (
             await corpus_changed(application, report.new_article_ids)
             if report.index is not None

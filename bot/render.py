@@ -19,7 +19,8 @@ from retrieval.service import ArticleInfo
 MESSAGE_LIMIT = 4096  # Telegram's limit, in UTF-16 code units of the parsed text
 QUOTE_CHARS = 220  # the short quote under each source
 LEAD_CHARS = 400  # an article's summary in a digest
-PASSAGE_CHARS = 3000  # one passage on a passages page
+PASSAGE_UNITS = 3000  # one passage on a passages page, in UTF-16 units like Telegram's limit
+SOURCE_PART_CHARS = 200  # a source's title, date or publisher: longer ones are cut
 _CLOSING_RESERVE = 64  # room for the closing tags a split adds
 
 RLM, LRM = "\u200f", "\u200e"
@@ -193,8 +194,9 @@ def html_to_plain(markup: str) -> str:
 
 
 def _source_line(citation: Citation) -> str:
-    meta = " · ".join(escape(part) for part in (citation.date, citation.source) if part)
-    return f"[{citation.n}] {link(citation.title, citation.url)}" + (
+    # Cut so that a passages page (a source line and its passage) always fits one message.
+    meta = " · ".join(escape(shorten(part, SOURCE_PART_CHARS)) for part in (citation.date, citation.source) if part)
+    return f"[{citation.n}] {link(shorten(citation.title, SOURCE_PART_CHARS), citation.url)}" + (
         f" — {meta}" if meta else ""
     )
 
@@ -218,18 +220,27 @@ def render_answer(answer: Answer) -> str:
     return bidi("\n\n".join(sections))
 
 
+def _passage_window(passage: str, at: int) -> tuple[int, int]:
+    """(start, end) of the part of a long passage shown: `PASSAGE_UNITS` from the quote at
+    `at` (or from the start), moved back when the passage ends sooner."""
+    start = max(at, 0)
+    end = start + _budget_end(passage[start:], PASSAGE_UNITS)
+    if end == len(passage):
+        start = len(passage) - _budget_end(passage[::-1], PASSAGE_UNITS)
+    return start, end
+
+
 def _highlighted_passage(citation: Citation) -> str:
     """The passage, escaped, with the quoted sentence(s) in bold; long passages are cut
     around the quote."""
     passage, quote = citation.passage, citation.quote
     at = passage.find(quote)
-    if len(passage) > PASSAGE_CHARS:
-        start = max(0, min(at, len(passage) - PASSAGE_CHARS) if at >= 0 else 0)
-        window = passage[start : start + PASSAGE_CHARS]
+    if utf16_units(passage) > PASSAGE_UNITS:
+        start, end = _passage_window(passage, at)
         passage = (
             ("…" if start else "")
-            + window
-            + ("…" if start + PASSAGE_CHARS < len(passage) else "")
+            + passage[start:end]
+            + ("…" if end < len(passage) else "")
         )
         at = passage.find(quote)
     if at < 0:

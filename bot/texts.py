@@ -102,6 +102,10 @@ TEXTS: dict[str, dict[Lang, str]] = {
         "en": "My article index is temporarily unavailable. Please try again in a few minutes.",
         "ar": "فهرس المقالات غير متاح مؤقتًا. يُرجى المحاولة بعد بضع دقائق.",
     },
+    "state_unavailable": {
+        "en": "My database is temporarily unavailable. Please try again in a few minutes.",
+        "ar": "قاعدة بياناتي غير متاحة مؤقتًا. يُرجى المحاولة بعد بضع دقائق.",
+    },
     "error": {
         "en": "Sorry, something went wrong on my side. Please try again.",
         "ar": "عذرًا، حدث خطأ من جهتي. يُرجى المحاولة مجددًا.",
@@ -193,7 +197,8 @@ TEXTS: dict[str, dict[Lang, str]] = {
             "/reindex [full] – reindex the corpus\n"
             "/stats – index and usage statistics\n"
             "/sources – articles in the index\n"
-            "/feedback – latest 👎 feedback"
+            "/feedback – latest 👎 feedback\n"
+            "/health – index, model, Chroma, state database, last fetch"
         ),
         "ar": (
             "<b>أوامر المشرفين</b>\n"
@@ -205,7 +210,8 @@ TEXTS: dict[str, dict[Lang, str]] = {
             "‎/reindex [full]‎ – إعادة فهرسة المقالات\n"
             "/stats – إحصاءات الفهرس والاستخدام\n"
             "/sources – المقالات في الفهرس\n"
-            "/feedback – آخر تقييمات 👎"
+            "/feedback – آخر تقييمات 👎\n"
+            "/health – حالة الفهرس والنموذج وChroma وقاعدة الحالة وآخر جلب"
         ),
     },
     # --- sources (admins) ---------------------------------------------------------

@@ -126,12 +126,18 @@ def _resolve_aliases(mapping: Mapping[str, object]) -> dict[str, object]:
     }
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _as_text(value: object, field: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ArticleParseError(f"{field!r} must be text, not {type(value).__name__}")
-    return str(value).strip() or None
+    text = str(value)
+    if _LONE_SURROGATE.search(text):  # from a "\ud800" escape in JSON or YAML: not a character
+        raise ArticleParseError(f"{field!r} contains a lone surrogate escape, not text")
+    return text.strip() or None
 
 
 _LANGUAGE_CODES: dict[str, Language] = {"ar": "ar", "en": "en"}
@@ -285,6 +291,10 @@ def _parse_yaml_mapping(block: str, *, first_line: int) -> dict[str, object]:
         data = yaml.safe_load(block)
     except yaml.YAMLError as exc:
         raise ArticleParseError(f"invalid YAML front matter: {_yaml_message(exc, first_line)}") from exc
+    except ValueError as exc:  # a value YAML cannot build, e.g. the date 2022-13-45
+        raise ArticleParseError(f"invalid YAML front matter: {exc}") from exc
+    except RecursionError as exc:
+        raise ArticleParseError("invalid YAML front matter: nested too deeply") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -311,17 +321,29 @@ def parse_article_text(raw: str, *, source_name: str) -> Article:
 
 # --- markdown (.md) ------------------------------------------------------------------
 
-_MD_LEADING_H1 = re.compile(r"\A\s*#[ \t]+(.+?)[ \t]*(?:\n|\Z)")
-_MD_HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$", re.MULTILINE)
-_MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
-_MD_STRONG = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
+# Each pattern's inner part stops at the next opening delimiter: a long line of unclosed
+# `*a *a …` or `[[[…` would otherwise be scanned to its end from every delimiter (quadratic).
+_MD_LEADING_H1 = re.compile(r"\A\s*#[ \t]+(.+)")
+_MD_HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+(.*)$", re.MULTILINE)
+_MD_LINK = re.compile(r"!?\[([^\[\]]*)\]\([^)\[]*\)")
+_MD_STRONG = re.compile(r"(\*\*|__)(?=\S)((?:(?!\1).)+?)(?<=\S)\1")
 # Single * or _ around text, not inside words (snake_case, 2*3*4 stay as they are).
-_MD_EMPHASIS = re.compile(r"(?<![\w*])([*_])(?=\S)(.+?)(?<=\S)\1(?![\w*])")
+_MD_EMPHASIS = re.compile(r"(?<![\w*])([*_])(?=\S)((?:(?!\1).)+?)(?<=\S)\1(?![\w*])")
+
+
+def _heading_text(heading: re.Match[str]) -> str:
+    """A heading line's text without its closing `#`s (string methods: a regex for them
+    backtracks quadratically over long runs of spaces)."""
+    text = heading.group(1).rstrip(" \t")
+    without_closing = text.rstrip("#")
+    if without_closing != text and without_closing.endswith((" ", "\t")):
+        return without_closing.rstrip(" \t")
+    return text
 
 
 def strip_markdown(text: str) -> str:
     """Plain text from light markdown: heading markers, emphasis and link syntax removed."""
-    text = _MD_HEADING.sub(r"\1", text)
+    text = _MD_HEADING.sub(_heading_text, text)
     text = _MD_LINK.sub(r"\1", text)
     text = _MD_STRONG.sub(r"\2", text)
     return _MD_EMPHASIS.sub(r"\2", text)
@@ -388,6 +410,8 @@ def _parse_json(text: str) -> object:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ArticleParseError(f"invalid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ArticleParseError("invalid JSON: nested too deeply") from exc
 
 
 def _require_object(value: object) -> Mapping[str, object]:

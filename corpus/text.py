@@ -22,7 +22,13 @@ _INVISIBLE_CHARS = (
     "\u0640"  # Arabic tatweel
 )
 _NBSP_CHARS = "\u00a0\u202f\u2007"
-_CHAR_MAP = {ord(c): None for c in _INVISIBLE_CHARS} | {ord(c): " " for c in _NBSP_CHARS}
+# Control characters (C0, DEL, C1: NUL, bell, terminal escapes…) other than the tab and the
+# line breaks that `str.splitlines` turns into newlines: no text, and unsendable to Telegram.
+_LINE_BREAKS_AND_TAB = "\t\n\r\x0b\x0c\x1c\x1d\x1e\x85"
+_CONTROL_CHARS = "".join(
+    chr(code) for code in (*range(0x20), *range(0x7F, 0xA0)) if chr(code) not in _LINE_BREAKS_AND_TAB
+)
+_CHAR_MAP = {ord(c): None for c in _INVISIBLE_CHARS + _CONTROL_CHARS} | {ord(c): " " for c in _NBSP_CHARS}
 
 _INLINE_SPACE_RUN = re.compile(r"[ \t]+")
 _BLANK_LINE_RUN = re.compile(r"\n{3,}")
@@ -40,7 +46,8 @@ ID_LENGTH = 16
 
 
 def normalize_text(text: str) -> str:
-    """NFC, drop invisible marks and tatweel, tidy spaces; paragraphs end up split by one blank line."""
+    """NFC, drop invisible marks, control characters and tatweel, tidy spaces; paragraphs end up
+    split by one blank line."""
     text = unicodedata.normalize("NFC", text.translate(_CHAR_MAP))
     lines = (_INLINE_SPACE_RUN.sub(" ", line).strip() for line in text.splitlines())
     return _BLANK_LINE_RUN.sub("\n\n", "\n".join(lines)).strip()

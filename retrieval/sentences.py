@@ -39,11 +39,21 @@ def _spans_between(text: str, cuts: list[int], offset: int) -> list[Span]:
     return spans
 
 
+# Longer than any abbreviation above plus the character before it (for its \b).
+_ABBREVIATION_WINDOW = 10
+
+
+def _ends_with_abbreviation(text: str, match: re.Match[str]) -> bool:
+    # Only the end of the text before the match: searching all of it made splitting quadratic.
+    before = text[max(0, match.start() - _ABBREVIATION_WINDOW) : match.end()]
+    return _ABBREVIATION.search(before.rstrip("\"'»”’)]")) is not None
+
+
 def split_sentences(text: str, offset: int = 0) -> list[Span]:
     """Split into sentences; offsets are relative to `text` plus `offset`."""
     cuts = []
     for match in _SENTENCE_END.finditer(text):
-        if match.group().startswith("\n") or not _ABBREVIATION.search(text[: match.end()].rstrip("\"'»”’)]")):
+        if match.group().startswith("\n") or not _ends_with_abbreviation(text, match):
             cuts.append(match.end())
     return _spans_between(text, cuts, offset)
 

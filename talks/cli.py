@@ -7,9 +7,11 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
+from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -26,6 +28,7 @@ class UsageError(Exception):
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from bot.startup import BotStartError
+    from bot.state import StateConfigError, StateUnavailableError
     from corpus.feeds import SourceFormatError
     from corpus.fetch import FetchError
     from corpus.loaders import ArticleParseError
@@ -36,11 +39,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from retrieval.answerers import AnswererConfigError
     from retrieval.service import QuestionError
     from retrieval.store import StoreError
+    from talks.metrics import MetricsEndpointError
 
     return (
         UsageError,
         AnswererConfigError,
         BotStartError,
+        StateConfigError,
+        StateUnavailableError,
         ArticleParseError,
         FetchError,
         SourceExistsError,
@@ -52,6 +58,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         ModelBuildError,
         QuestionError,
         StoreError,
+        MetricsEndpointError,
     )
 
 
@@ -253,6 +260,25 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return cmd_chat(args, settings)
 
 
+# --- health --------------------------------------------------------------------
+
+
+def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
+    """What the bot needs, checked: exit 0 when healthy, 1 when not (warnings are healthy)."""
+    from talks.health import standalone_health
+
+    with err.status("checking (loading the model)…"):
+        report = standalone_health(settings)
+    if args.json:
+        print(report.model_dump_json())
+    else:
+        verdict, *checks = report.lines()
+        out.print(f"[{'green' if report.healthy else 'bold red'}]{verdict}[/]", highlight=False)
+        for line in checks:
+            out.print(line, highlight=False, markup=False)
+    return 0 if report.healthy else 1
+
+
 # --- sources: fetch, sources add/remove/list, ingest ---------------------------
 
 
@@ -414,12 +440,70 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="the bot if TELEGRAM_BOT_TOKEN is set, else the terminal chat")
     run.set_defaults(handler=cmd_run)
 
+    health = commands.add_parser("health", help="check the index, model, Chroma, state database and last fetch")
+    health.add_argument("--json", action="store_true", help="the report as JSON")
+    health.set_defaults(handler=cmd_health)
+
     _add_source_commands(commands)
     return parser
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+REDACTED = "[redacted]"
+
+
+class RedactingFormatter(logging.Formatter):
+    """`inner`'s lines with every secret value blanked out, as is and JSON-escaped: whatever
+    a library puts in a message or a traceback (the bot token is in Telegram's URLs)."""
+
+    def __init__(self, inner: logging.Formatter, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.inner = inner
+        forms = {form for secret in secrets if secret for form in (secret, json.dumps(secret)[1:-1])}
+        self.secrets = sorted(forms, key=len, reverse=True)  # a secret inside another goes after it
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = self.inner.format(record)
+        for secret in self.secrets:
+            line = line.replace(secret, REDACTED)
+        return line
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """The values of the secret settings, and the password inside DATABASE_URL."""
+    values = [
+        value.get_secret_value()
+        for name in type(settings).model_fields
+        if isinstance(value := getattr(settings, name), SecretStr)
+    ]
+    if settings.database_url is not None:
+        password = urlsplit(settings.database_url.get_secret_value()).password
+        values += [password, unquote(password)] if password else []
+    return values
+
+
+def log_formatter(log_format: str, secrets: Iterable[str] = ()) -> logging.Formatter:
+    """Text lines, or one JSON object per line (time, level, logger, message, exc_info, extras)."""
+    if log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        inner: logging.Formatter = JsonFormatter(
+            "%(levelname)s %(name)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time",  # ISO 8601, UTC
+        )
+    else:
+        inner = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return RedactingFormatter(inner, secrets)
+
+
+def configure_logging(level: str, log_format: str = "text", secrets: Iterable[str] = ()) -> None:
+    """Logs to stderr, as text or JSON lines, never showing `secrets`."""
+    if log_format == "json":
+        logging.captureWarnings(True)  # Python's warnings as log records too, not stray text lines
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(log_formatter(log_format, secrets))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
+    # httpx logs every request URL at INFO, and Telegram's carry the bot token.
     for noisy in ("httpx", "chromadb", "sentence_transformers", "transformers"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
@@ -431,7 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # pydantic's ValidationError: a bad setting in the environment or .env
         err.print(f"[red]error:[/] invalid settings: {exc}", highlight=False)
         return 2
-    configure_logging("DEBUG" if args.verbose else settings.log_level)
+    configure_logging("DEBUG" if args.verbose else settings.log_level, settings.log_format, secret_values(settings))
     handler: Callable[[argparse.Namespace, Settings], int] = args.handler
     try:
         return handler(args, settings)

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     chroma_auth_header: Literal["Authorization", "X-Chroma-Token"] = Field(
         "Authorization", validation_alias=AliasChoices("CHROMA_AUTH_HEADER", "chroma_auth_header")
     )  # Authorization: "Bearer <token>"; X-Chroma-Token: the token as is
+    database_url: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
+    )  # the bot's state (SQLAlchemy URL, e.g. postgresql://user:pass@host/db); default: SQLite in data_dir
 
     # --- embeddings ---------------------------------------------------------
     embedding_model: str = Field(
@@ -97,6 +100,12 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(512, validation_alias=AliasChoices("TALKS_LLM_MAX_TOKENS", "llm_max_tokens"))
     # Ask for JSON (answer + cited passages) where the server supports it; false: plain text with [n].
     llm_structured: bool = Field(True, validation_alias=AliasChoices("TALKS_LLM_STRUCTURED", "llm_structured"))
+    llm_model_path: Path | None = Field(
+        None, validation_alias=AliasChoices("TALKS_LLM_MODEL_PATH", "llm_model_path")
+    )  # TALKS_LLM=local: the GGUF file llama-cpp-python loads in-process
+    llm_context_tokens: int = Field(
+        4096, gt=0, validation_alias=AliasChoices("TALKS_LLM_CONTEXT_TOKENS", "llm_context_tokens")
+    )  # TALKS_LLM=local: the context window llama.cpp allocates
 
     # --- Telegram -----------------------------------------------------------
     telegram_bot_token: SecretStr | None = Field(
@@ -136,6 +145,10 @@ class Settings(BaseSettings):
     digest_check_seconds: float = Field(
         60.0, gt=0, validation_alias=AliasChoices("TALKS_DIGEST_CHECK_SECONDS", "digest_check_seconds")
     )  # how often instant digests queued by other processes (the fetcher) are looked for
+    digest_lease_seconds: float = Field(
+        300.0, gt=0, validation_alias=AliasChoices("TALKS_DIGEST_LEASE_SECONDS", "digest_lease_seconds")
+    )  # a claimed digest not marked sent within this time (its worker died) is claimed again;
+    # longer than the slowest send (flood-control waits included), or a slow worker's digest is sent twice
 
     # --- sources: fetching articles over HTTP --------------------------------
     sources_file: Path | None = Field(
@@ -180,6 +193,17 @@ class Settings(BaseSettings):
 
     # --- logging ------------------------------------------------------------
     log_level: str = Field("INFO", validation_alias=AliasChoices("TALKS_LOG_LEVEL", "log_level"))
+    log_format: Literal["text", "json"] = Field(
+        "text", validation_alias=AliasChoices("TALKS_LOG_FORMAT", "log_format")
+    )  # json: one JSON object per line, for log collectors
+
+    # --- operations -----------------------------------------------------------
+    metrics_port: int | None = Field(
+        None, validation_alias=AliasChoices("TALKS_METRICS_PORT", "metrics_port")
+    )  # serve /metrics (Prometheus) and /health on this port; unset: no endpoint
+    metrics_listen: str = Field(
+        "127.0.0.1", validation_alias=AliasChoices("TALKS_METRICS_LISTEN", "metrics_listen")
+    )
 
     @field_validator("corpus_dirs", mode="before")
     @classmethod
@@ -210,6 +234,13 @@ class Settings(BaseSettings):
     @property
     def state_db_path(self) -> Path:
         return self.data_dir / "state.sqlite3"
+
+    @property
+    def state_url(self) -> str:
+        """Where the bot's state lives: DATABASE_URL, or SQLite in the data folder."""
+        if self.database_url:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.state_db_path}"
 
     @property
     def sources_path(self) -> Path:

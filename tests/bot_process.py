@@ -3,11 +3,15 @@ and the test's side of the conversation: users say things, the bot's replies are
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +116,31 @@ class BotProcess:
             return self.process.wait(10)
         finally:
             self.process = None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def post_update(url: str, update: JSON, secret: str) -> int | None:
+    """POST an update the way Telegram does; the HTTP status, or None while nothing listens."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(update).encode(),
+        headers={
+            "Content-Type": "application/json",
+            "X-Telegram-Bot-Api-Secret-Token": secret,
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except (ConnectionError, urllib.error.URLError):
+        return None
 
 
 # --- the conversation -----------------------------------------------------------------

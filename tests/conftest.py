@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,37 @@ def service(model_dir: Path, corpus_dir: Path, tmp_path_factory: pytest.TempPath
     talks = TalksService(make_settings(tmp_path_factory.mktemp("data"), [corpus_dir]))
     talks.index()
     yield talks
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new, empty database on the test PostgreSQL server (TALKS_TEST_DATABASE_URL, which
+    scripts/test.sh starts with scripts/postgres.sh), dropped afterwards."""
+    from uuid import uuid4
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from bot.state import database_url
+
+    server = os.environ.get("TALKS_TEST_DATABASE_URL")
+    if not server:
+        if os.environ.get("CI"):
+            pytest.fail("TALKS_TEST_DATABASE_URL is not set: CI must test PostgreSQL (see scripts/test.sh)")
+        pytest.skip("no PostgreSQL: set TALKS_TEST_DATABASE_URL (scripts/postgres.sh starts one)")
+    name = f"talks_test_{uuid4().hex[:12]}"
+    admin = create_engine(database_url(server), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    with fresh_postgres_database() as url:
+        yield url

@@ -91,7 +91,7 @@ def article(n: int) -> ArticleInfo:
 
 @pytest.fixture
 def state(tmp_path: Path) -> Iterator[BotState]:
-    state = BotState(tmp_path / "state.sqlite3")
+    state = BotState(f"sqlite:///{tmp_path / 'state.sqlite3'}")
     state.subscribe(Subscription(chat_id=ALICE, lang="en", mode="instant"))
     yield state
     state.close()

@@ -1,5 +1,5 @@
-"""Admin commands (TALKS_ADMIN_IDS only): /reindex [full], /stats, /sources, /feedback
-(the sources to fetch from: `bot.handlers.sources`)."""
+"""Admin commands (TALKS_ADMIN_IDS only): /reindex [full], /stats, /sources, /feedback,
+/health (the sources to fetch from: `bot.handlers.sources`)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from bot.messaging import edit_html, finish_html, send_html
 from bot.render import escape, link, shorten
 from bot.texts import Lang, text
 from retrieval.indexing import IndexReport
+from talks.health import service_health
+from talks.metrics import REINDEXES
 
 logger = logging.getLogger(__name__)
 
@@ -119,10 +121,12 @@ async def run_reindex(
             )
         except Exception as error:
             logger.exception("reindex failed")
+            REINDEXES.labels("failed").inc()
             await progress.finish(
                 text("reindex_failed", progress.lang, error=escape(str(error)))
             )
             return
+    REINDEXES.labels("ok").inc()
     await progress.finish(report_text(report, progress.lang, progress.mode, announced))
 
 
@@ -212,3 +216,12 @@ async def on_feedback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
             f"<b>Sources:</b> {sources}"
         )
     await reply(update, context, "\n\n".join(blocks))
+
+
+@admin_only
+async def on_health(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """What `talks health` and the HTTP /health report, for this running bot."""
+    bot_deps = deps(context)
+    report = await asyncio.to_thread(service_health, bot_deps.settings, bot_deps.service)
+    verdict, *checks = report.lines()
+    await reply(update, context, "\n".join([f"<b>{escape(verdict)}</b>", *map(escape, checks)]))

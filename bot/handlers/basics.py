@@ -12,7 +12,8 @@ from telegram.ext import ContextTypes
 
 from bot.deps import deps, ui_lang
 from bot.messaging import send_html
-from bot.texts import LANGUAGES, Lang, text
+from bot.state import StateUnavailableError
+from bot.texts import LANGUAGES, Lang, language_of, text
 
 logger = logging.getLogger(__name__)
 
@@ -98,13 +99,20 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     if isinstance(context.error, Forbidden):
         logger.info("chat unavailable: %s", context.error)
         return
-    logger.error("error while handling an update", exc_info=context.error)
-    if isinstance(update, Update) and update.effective_chat is not None:
-        try:
-            await context.bot.send_message(
-                update.effective_chat.id, text("error", ui_lang(update, context))
-            )
-        except Exception:  # noqa: BLE001 - the error is already logged; nothing more to tell
-            logger.warning(
-                "could not tell chat %s about the error", update.effective_chat.id
-            )
+    if not isinstance(update, Update) or update.effective_chat is None:
+        logger.error("error outside an update", exc_info=context.error)
+        return
+    if isinstance(context.error, StateUnavailableError):  # e.g. PostgreSQL down, disk full
+        logger.warning("%s", context.error)
+        key = "state_unavailable"
+    else:
+        logger.error("error while handling an update", exc_info=context.error)
+        key = "error"
+    try:
+        lang = ui_lang(update, context)
+    except StateUnavailableError:  # the user's chosen language is in the state
+        lang = language_of(update.effective_user.language_code if update.effective_user else None)
+    try:
+        await context.bot.send_message(update.effective_chat.id, text(key, lang))
+    except Exception:  # noqa: BLE001 - the error is already logged; nothing more to tell
+        logger.warning("could not tell chat %s about the error", update.effective_chat.id)

@@ -15,10 +15,12 @@ from telegram.ext import ContextTypes, filters
 from bot.deps import deps, ui_lang
 from bot.messaging import DraftStream, edit_html, send_html, typing
 from bot.render import passage_pages, render_answer
+from bot.state import Admission
 from bot.texts import text
 from retrieval.answering import Answer
 from retrieval.service import Exchange, QuestionError, TalksService
 from retrieval.store import StoreError, StoreUnavailableError
+from talks.metrics import QUESTIONS_REFUSED, record_answer
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +131,7 @@ async def answer_question(
         return
 
     async def say_back(key: str, **values: object) -> None:
+        QUESTIONS_REFUSED.labels(key).inc()  # every say_back is a refusal, named by its text
         await send_html(context.bot, chat.id, text(key, lang, **values), reply_to=message.message_id)
 
     question = question.strip()
@@ -139,9 +142,10 @@ async def answer_question(
     if len(question) > limit:
         await say_back("too_long", length=len(question), limit=limit)
         return
-    if not await bot_deps.limiter.admit(user.id):
+    admission = await bot_deps.limiter.admit(user.id)
+    if admission is not Admission.ASK:
         logger.info("rate limit: user %s", user.id)
-        if bot_deps.limiter.should_tell(user.id):
+        if admission is Admission.REFUSE_AND_TELL:
             await say_back("rate_limited")
         return
     history = bot_deps.state.last_exchange(chat.id)
@@ -172,6 +176,7 @@ async def answer_question(
             await say_back("no_index")
             return
     duration_ms = (time.perf_counter() - started) * 1000
+    record_answer(answer.language, answer.answered, duration_ms / 1000)
     answer_id = bot_deps.state.record_answer(chat.id, user.id, answer, duration_ms)
     logger.info(
         "answer %d to user %s in %.0f ms (%s, %d sources)",
