@@ -5,6 +5,9 @@
   Ollama's /v1, llama.cpp's llama-server): TALKS_LLM_BASE_URL, TALKS_LLM_MODEL, TALKS_LLM_API_KEY.
 - `llamacpp`: `openai` with llama-server's defaults (http://127.0.0.1:8080/v1, no key, any model name).
 - `ollama`: Ollama's native API (TALKS_LLM_BASE_URL defaults to http://127.0.0.1:11434).
+- `local`: a GGUF model file (TALKS_LLM_MODEL_PATH) run in this process by llama-cpp-python, through
+  LangChain's `ChatLlamaCpp`; needs the `local` extra (`pip install -e '.[local]'`). It always asks
+  for plain text with [n] markers: `ChatLlamaCpp` has no JSON-schema mode for structured output.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ LLAMACPP_BASE_URL = "http://127.0.0.1:8080/v1"
 LLAMACPP_MODEL = "local"  # llama-server answers with the model it loaded, whatever the name
 OLLAMA_BASE_URL = "http://127.0.0.1:11434"
 NO_API_KEY = "none"  # local OpenAI-compatible servers want some key, and check none
+LOCAL_BATCH_TOKENS = 512  # prompt tokens llama.cpp evaluates at once (ChatLlamaCpp's default of 8 is slow)
 
 
 class AnswererConfigError(ValueError):
@@ -73,7 +77,37 @@ def _ollama_model(settings: Settings) -> tuple[BaseChatModel, str]:
     return chat, settings.llm_model
 
 
-CHAT_MODELS = {"openai": _openai_model, "llamacpp": _openai_model, "ollama": _ollama_model}
+def _local_model(settings: Settings) -> tuple[BaseChatModel, str]:
+    path = settings.llm_model_path
+    if path is None:
+        raise AnswererConfigError("TALKS_LLM=local needs TALKS_LLM_MODEL_PATH (a GGUF model file)")
+    if not path.is_file():
+        raise AnswererConfigError(f"TALKS_LLM_MODEL_PATH={path} is not a file (it should be a GGUF model file)")
+    try:
+        import llama_cpp  # noqa: F401 -- ChatLlamaCpp imports it only once built, with a vaguer message
+        from langchain_community.chat_models import ChatLlamaCpp
+    except ImportError as error:
+        raise AnswererConfigError(
+            f"TALKS_LLM=local needs the `local` extra: pip install -e '.[local]' ({error})"
+        ) from error
+    try:
+        chat = ChatLlamaCpp(
+            model_path=str(path),
+            n_ctx=settings.llm_context_tokens,
+            max_tokens=settings.llm_max_tokens,
+            n_batch=LOCAL_BATCH_TOKENS,
+            temperature=0,
+            repeat_penalty=1.0,  # ChatLlamaCpp's 1.1 discourages copying the passages' words
+            verbose=False,  # llama.cpp's load report goes to stderr otherwise, on every start
+        )
+    except ValueError as error:  # pydantic wraps llama.cpp's "failed to load model"
+        raise AnswererConfigError(f"TALKS_LLM_MODEL_PATH={path} could not be loaded as a GGUF model: {error}") from None
+    return chat, path.name
+
+
+CHAT_MODELS = {"openai": _openai_model, "llamacpp": _openai_model, "ollama": _ollama_model, "local": _local_model}
+# Backends whose LangChain model cannot do `with_structured_output(method="json_schema")`.
+PLAIN_TEXT_ONLY = {"local"}
 
 
 def build_answerer(settings: Settings, embeddings: SentenceTransformerEmbeddings) -> Answerer:
@@ -88,7 +122,8 @@ def build_answerer(settings: Settings, embeddings: SentenceTransformerEmbeddings
     if settings.llm not in CHAT_MODELS:
         raise AnswererConfigError(f"unknown TALKS_LLM={settings.llm!r}: use extractive, {', '.join(CHAT_MODELS)}")
     chat, model = CHAT_MODELS[settings.llm](settings)
-    return LLMAnswerer(chat, extractive, name=f"{settings.llm}:{model}", structured=settings.llm_structured)
+    structured = settings.llm_structured and settings.llm not in PLAIN_TEXT_ONLY
+    return LLMAnswerer(chat, extractive, name=f"{settings.llm}:{model}", structured=structured)
 
 
 async def astream_answer(

@@ -267,7 +267,9 @@ def build_e5_small(out_dir: Path, source: Path | None = None, *, force: bool = F
     out_dir.mkdir(parents=True, exist_ok=True)
 
     tensors = {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in bert_state_dict(model).items()}
-    save_file(tensors, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    weights = out_dir / "model.safetensors"
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    weights.chmod(0o644)  # safetensors writes 0600: a model built by root must be readable by the bot's user
 
     config = BertConfig(
         vocab_size=hp.vocab,

@@ -43,6 +43,16 @@ def test_the_built_model_embeds_like_e5(service: TalksService) -> None:
     assert np.allclose(np.linalg.norm(passages, axis=1), 1.0, atol=1e-4)
 
 
+def test_a_model_built_by_root_is_readable_by_the_bots_user(tmp_path: Path) -> None:
+    """Docker and systemd build the model as root and run the bot as another user."""
+    from retrieval.model_build import build_e5_small
+
+    built = build_e5_small(tmp_path / "e5")
+    assert {path.name: path.stat().st_mode & 0o444 for path in built.iterdir() if path.is_file()} == {
+        path.name: 0o444 for path in built.iterdir() if path.is_file()
+    }
+
+
 def test_arabic_question_gets_a_cited_arabic_answer(service: TalksService) -> None:
     answer = service.ask("ماذا قال ريابكوف عن أوكرانيا؟")
     assert answer.answered and answer.language == "ar"
