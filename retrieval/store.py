@@ -11,6 +11,7 @@ every process using the same Chroma server follows it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
@@ -24,7 +25,7 @@ import chromadb
 import httpx
 import numpy as np
 from chromadb.config import Settings as ChromaSettings
-from chromadb.errors import NotFoundError
+from chromadb.errors import ChromaError, NotFoundError
 from langchain_chroma import Chroma
 
 from retrieval.chunking import Chunk
@@ -64,11 +65,32 @@ class IndexReplacedError(StoreError):
     """The collection being read was replaced by a reindex and dropped: follow the pointer again."""
 
 
+class StoreWriteError(StoreError):
+    """Chroma could not write: its disk is full or failing. Each write is all or nothing, and the
+    pointer moves only after a full build is complete, so the index is left as it was."""
+
+
+# How SQLite (under Chroma, embedded or server) and the OS name a write that found no room.
+_WRITE_FAILURES = ("database or disk is full", "disk i/o error", "no space left on device", "file too large")
+
+
+@contextlib.contextmanager
+def _naming_write_failures(what: str) -> Iterator[None]:
+    """Chroma's and the OS's errors for a write that found no room, as a StoreWriteError."""
+    try:
+        yield
+    except (ChromaError, OSError) as error:
+        if not any(failure in str(error).lower() for failure in _WRITE_FAILURES):
+            raise
+        raise StoreWriteError(f"{what}: the disk is full or failing ({error})") from error
+
+
 def chroma_client(settings: Settings) -> chromadb.ClientAPI:
     chroma_settings = ChromaSettings(anonymized_telemetry=False)
     if not settings.chroma_host:
-        settings.chroma_path.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(settings.chroma_path), settings=chroma_settings)
+        with _naming_write_failures(f"cannot open the index in {settings.chroma_path}"):  # SQLite's journal needs room
+            settings.chroma_path.mkdir(parents=True, exist_ok=True)
+            return chromadb.PersistentClient(path=str(settings.chroma_path), settings=chroma_settings)
     if settings.chroma_auth_token is not None:
         chroma_settings = ChromaSettings(
             anonymized_telemetry=False,
@@ -89,7 +111,7 @@ def chroma_client(settings: Settings) -> chromadb.ClientAPI:
 
 
 def _chroma_call(method: Callable[Concatenate[PassageStore, P], R]) -> Callable[Concatenate[PassageStore, P], R]:
-    """Name Chroma's failures: an unreachable server, a collection a reindex has dropped.
+    """Name Chroma's failures: an unreachable server, a collection a reindex has dropped, a full disk.
 
     A store that follows the pointer looks it up again once when its collection is gone.
     """
@@ -97,13 +119,14 @@ def _chroma_call(method: Callable[Concatenate[PassageStore, P], R]) -> Callable[
     @functools.wraps(method)
     def call(store: PassageStore, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            try:
-                return method(store, *args, **kwargs)
-            except NotFoundError:
-                if store.pinned:
-                    raise
-                store.reload()
-                return method(store, *args, **kwargs)
+            with _naming_write_failures("cannot write the index, which is left as it was"):
+                try:
+                    return method(store, *args, **kwargs)
+                except NotFoundError:
+                    if store.pinned:
+                        raise
+                    store.reload()
+                    return method(store, *args, **kwargs)
         except httpx.TransportError as error:
             raise StoreUnavailableError(f"the Chroma server cannot be reached: {error}") from error
         except NotFoundError as error:
