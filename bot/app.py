@@ -174,6 +174,7 @@ def build_application(
         state=state,
         index_stats=service.stats(),
         limiter=QuestionRateLimiter(state, settings.rate_limit_per_minute),
+        answer_slots=asyncio.Semaphore(settings.max_concurrent_answers),
     )
     add_handlers(application)
     return application

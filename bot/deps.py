@@ -32,6 +32,7 @@ class BotDeps:
     state: BotState
     index_stats: IndexStats
     limiter: QuestionRateLimiter
+    answer_slots: asyncio.Semaphore  # bounds the CPU-bound answers computed at once
     reindex_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     fetch_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one poll of the sources at a time
 

@@ -33,10 +33,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from corpus.fetch import FetchError
     from corpus.loaders import ArticleParseError
     from corpus.sources import SourceExistsError, SourcesFileError, UnknownSourceError
+    from retrieval.answerers import AnswererConfigError
     from retrieval.embeddings import EmbeddingModelError
     from retrieval.evaluation import QAFileError
     from retrieval.model_build import ModelBuildError
-    from retrieval.answerers import AnswererConfigError
     from retrieval.service import QuestionError
     from retrieval.store import StoreError
     from talks.metrics import MetricsEndpointError

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PROMPTS_DIR = PROJECT_ROOT / "prompts"
@@ -130,6 +129,9 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(
         10, validation_alias=AliasChoices("TALKS_RATE_LIMIT_PER_MINUTE", "rate_limit_per_minute")
     )
+    max_concurrent_answers: int = Field(
+        2, gt=0, validation_alias=AliasChoices("TALKS_MAX_CONCURRENT_ANSWERS", "max_concurrent_answers")
+    )  # answers computed at once; the rest wait their turn, in order (embedding is CPU-bound: ~ the cores)
     max_question_chars: int = Field(
         1000, validation_alias=AliasChoices("TALKS_MAX_QUESTION_CHARS", "max_question_chars")
     )

@@ -867,6 +867,22 @@ class FakeTelegram(LocalServer):
                 and (include_deleted or key not in self._deleted)
             ]
 
+    def wait_for_sent(self, after: int = 0, timeout: float = 60.0) -> list[JSON]:
+        """The messages the bot sent anywhere after its first ``after`` (deleted ones included),
+        as they are now, in order; waits up to ``timeout`` for at least one, else returns [].
+
+        Wakes as soon as the bot sends, without polling: a load test follows every chat
+        through one caller that passes ``after`` = the number of messages seen so far.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self._sent) <= after and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            return [copy.deepcopy(self._messages[key]) for key in self._sent[after:]]
+
     def calls(self, method: str | None = None) -> list[JSON]:
         """Every API call (of ``method``, case-insensitive), in order of completion.
 
@@ -1216,6 +1232,7 @@ class FakeTelegram(LocalServer):
         if params.get("message_thread_id") is not None:
             message["message_thread_id"] = params["message_thread_id"]
         self._sent.append((chat["id"], message["message_id"]))
+        self._cond.notify_all()  # wakes wait_for_sent
         return copy.deepcopy(message)
 
     def _new_message(self, chat: JSON, sender: JSON, content: JSON) -> JSON:

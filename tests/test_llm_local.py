@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import make_settings
+
 from retrieval.answerers import AnswererConfigError, astream_answer, build_answerer
 from retrieval.answering import Answer, citation_problems
 from retrieval.llm import LLMAnswerer

@@ -19,7 +19,7 @@ from bot.state import Admission
 from bot.texts import text
 from retrieval.answering import Answer
 from retrieval.service import Exchange, QuestionError, TalksService
-from retrieval.store import StoreError, StoreUnavailableError
+from retrieval.store import StoreError, StoreUnavailableError, StoreWriteError
 from talks.metrics import QUESTIONS_REFUSED, record_answer
 
 logger = logging.getLogger(__name__)
@@ -155,16 +155,16 @@ async def answer_question(
         else None
     )
     started = time.perf_counter()
-    async with typing(context.bot, chat.id):
+    # A question waits for one of the answer slots, in order of arrival; "typing…" shows from
+    # its turn on (refreshing it for every waiting question would flood Telegram's rate limit).
+    async with bot_deps.answer_slots, typing(context.bot, chat.id):
         try:
-            answer = await streamed_answer(
-                bot_deps.service, question, history, drafts
-            )
+            answer = await streamed_answer(bot_deps.service, question, history, drafts)
         except QuestionError as error:
             logger.info("question refused: %s", error)
             await say_back("empty_question")
             return
-        except StoreUnavailableError as error:  # e.g. the Chroma server is down
+        except (StoreUnavailableError, StoreWriteError) as error:  # the Chroma server is down, its disk full
             logger.warning("index unavailable: %s", error)
             await say_back("store_unavailable")
             return
