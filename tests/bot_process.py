@@ -18,7 +18,7 @@ from typing import Any
 from fake_telegram import FakeTelegram
 
 TALKS = str(Path(sys.executable).with_name("talks"))
-READY_TIMEOUT_S = 120  # model load + index build on a busy 2-core machine
+READY_TIMEOUT_S = 300  # model load + index build on a busy 2-core machine
 
 JSON = dict[str, Any]
 

@@ -20,7 +20,9 @@ import pytest
 from chromadb.config import Settings as ChromaSettings
 from pydantic import SecretStr
 
+from bot_process import BotProcess, bot_env, say
 from conftest import make_settings
+from fake_telegram import FakeTelegram
 from corpus.loaders import load_corpus
 from retrieval.indexing import index_articles
 from retrieval.service import TalksService
@@ -220,3 +222,26 @@ def test_server_down_is_a_named_error_and_answers_resume_when_it_is_back(
     answer = remote.ask(ARABIC)
     assert answer.answered and answer.citations
     assert remote.ask(ENGLISH).answered
+
+
+def test_the_bot_says_temporarily_unavailable_while_the_server_is_down(
+    remote: TalksService, chroma_server: ChromaServer, model_dir: Path, corpus_dir: Path, tmp_path: Path
+) -> None:
+    """The real bot on the Chroma server: the server stops mid-run, a question gets the
+    "temporarily unavailable" reply, and once the server is back the same question is answered."""
+    with FakeTelegram() as fake:
+        env = bot_env(
+            fake, tmp_path / "data", corpus_dir, model_dir,
+            CHROMA_HOST="127.0.0.1", CHROMA_PORT=str(chroma_server.port),
+        )
+        bot = BotProcess(fake, env, tmp_path)
+        bot.start()
+        try:
+            user = fake.user(3001, "Nadia", language_code="en")
+            assert "[1]" in say(fake, user, ENGLISH)["text"]
+            chroma_server.stop()
+            assert "temporarily unavailable" in say(fake, user, ENGLISH)["text"]
+            chroma_server.start()
+            assert "[1]" in say(fake, user, ENGLISH, timeout=120)["text"]
+        finally:
+            assert bot.stop() == 0
