@@ -126,16 +126,13 @@ class Arrival:
     at: float  # time.monotonic() when the benchmark saw it
 
 
-class Inboxes:
-    """One thread follows every message the bot sends and hands it, stamped with its arrival
-    time, to the inbox of the user whose chat it went to."""
+class BackgroundThread:
+    """Runs `_run` in a daemon thread while the `with` block lasts; `_run` returns once
+    `_stopping` is set."""
 
-    def __init__(self, fake: FakeTelegram, bot: BotProcess, user_ids: Sequence[int]) -> None:
-        self.fake, self.bot = fake, bot
-        self._inboxes: dict[int, queue.Queue[Arrival | None]] = {uid: queue.Queue() for uid in user_ids}
-        self._seen = len(fake.sent(include_deleted=True))  # messages of earlier runs
+    def __init__(self, name: str) -> None:
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._follow, name="bench-inboxes", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def __enter__(self) -> Self:
         self._thread.start()
@@ -145,10 +142,24 @@ class Inboxes:
         self._stopping.set()
         self._thread.join()
 
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class Inboxes(BackgroundThread):
+    """One thread follows every message the bot sends and hands it, stamped with its arrival
+    time, to the inbox of the user whose chat it went to."""
+
+    def __init__(self, fake: FakeTelegram, bot: BotProcess, user_ids: Sequence[int]) -> None:
+        self.fake, self.bot = fake, bot
+        self._inboxes: dict[int, queue.Queue[Arrival | None]] = {uid: queue.Queue() for uid in user_ids}
+        self._seen = len(fake.sent(include_deleted=True))  # messages of earlier runs
+        super().__init__("bench-inboxes")
+
     def of(self, user_id: int) -> queue.Queue[Arrival | None]:
         return self._inboxes[user_id]
 
-    def _follow(self) -> None:
+    def _run(self) -> None:  # follow the bot's messages
         while not self._stopping.is_set():
             messages = self.fake.wait_for_sent(self._seen, timeout=INBOX_WAKE_S)
             arrived = time.monotonic()
@@ -233,23 +244,14 @@ def proc_status_mb(pid: int, field_name: str) -> float:
     raise KeyError(f"{field_name} is not in /proc/{pid}/status")
 
 
-class RssSampler:
+class RssSampler(BackgroundThread):
     """The highest VmRSS of a process, sampled in a background thread while in use."""
 
     def __init__(self, pid: int) -> None:
         self.pid, self.peak_mb = pid, 0.0
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._sample, name="bench-rss", daemon=True)
+        super().__init__("bench-rss")
 
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stopping.set()
-        self._thread.join()
-
-    def _sample(self) -> None:
+    def _run(self) -> None:  # sample
         while True:
             try:
                 self.peak_mb = max(self.peak_mb, proc_status_mb(self.pid, "VmRSS"))
